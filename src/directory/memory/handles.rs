@@ -1,0 +1,142 @@
+//! Handles the memory backend gives out: locks, appendable files, regions and
+//! their flushers.
+
+use std::io;
+use std::sync::Arc;
+
+use super::{sync_inode, MemoryDirectory};
+use crate::directory::fault::OpKind;
+use crate::directory::{Region, RegionFlush, WritableFile};
+use crate::error::{Error, IoOp, Result};
+
+#[derive(Debug)]
+pub(super) struct MemLock {
+    pub(super) dir: MemoryDirectory,
+    pub(super) path: String,
+}
+
+impl Drop for MemLock {
+    fn drop(&mut self) {
+        self.dir.lock_state().locks.remove(&self.path);
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct MemFile {
+    pub(super) dir: MemoryDirectory,
+    pub(super) ino: u64,
+    pub(super) path: String,
+}
+
+impl WritableFile for MemFile {
+    fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        let mut st = self.dir.lock_state();
+        self.dir
+            .begin(&mut st, OpKind::Write, IoOp::Write, &self.path)?;
+        let inode = st.inode(self.ino);
+        let end = inode.data.len() as u64;
+        inode.write(end, data);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        let mut st = self.dir.lock_state();
+        sync_inode(&self.dir.shared, &mut st, self.ino, &self.path, None)
+    }
+
+    fn len(&self) -> u64 {
+        let mut st = self.dir.lock_state();
+        st.inode(self.ino).data.len() as u64
+    }
+}
+
+/// A region on the memory backend: `mirror` is this handle's view of the
+/// page cache, so `bytes()` can hand out a plain borrow.
+#[derive(Debug)]
+pub(super) struct MemRegion {
+    pub(super) dir: MemoryDirectory,
+    pub(super) ino: u64,
+    pub(super) path: String,
+    pub(super) mirror: Vec<u8>,
+}
+
+impl Region for MemRegion {
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn len(&self) -> u64 {
+        self.mirror.len() as u64
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.mirror
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset.checked_add(data.len() as u64);
+        if end.is_none_or(|e| e > self.len()) {
+            return Err(Error::OutOfBounds {
+                path: self.path.clone().into(),
+                offset,
+                len: data.len() as u64,
+                size: self.len(),
+            });
+        }
+        let mut st = self.dir.lock_state();
+        self.dir
+            .begin(&mut st, OpKind::Write, IoOp::Write, &self.path)?;
+        st.inode(self.ino).write(offset, data);
+        let o = offset as usize;
+        self.mirror[o..o + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn flush_range(&self, offset: u64, len: u64) -> Result<()> {
+        self.flusher().flush_range(offset, len)
+    }
+
+    fn flusher(&self) -> Arc<dyn RegionFlush> {
+        Arc::new(MemFlush {
+            dir: self.dir.clone(),
+            ino: self.ino,
+            path: self.path.clone(),
+            size: self.len(),
+        })
+    }
+
+    fn prefault(&self) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct MemFlush {
+    pub(super) dir: MemoryDirectory,
+    pub(super) ino: u64,
+    pub(super) path: String,
+    pub(super) size: u64,
+}
+
+impl RegionFlush for MemFlush {
+    fn flush_range(&self, offset: u64, len: u64) -> Result<()> {
+        if offset.checked_add(len).is_none_or(|e| e > self.size) {
+            return Err(Error::io(
+                IoOp::FlushRange,
+                &self.path,
+                io::Error::new(io::ErrorKind::InvalidInput, "flush range out of bounds"),
+            ));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let mut st = self.dir.lock_state();
+        sync_inode(
+            &self.dir.shared,
+            &mut st,
+            self.ino,
+            &self.path,
+            Some((offset, len)),
+        )
+    }
+}
