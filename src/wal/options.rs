@@ -1,0 +1,201 @@
+//! Public knobs of the WAL: where it lives, how big its segments are, when it
+//! syncs, how it reads.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::format::{FRAME_HEADER_LEN, SEAL_RESERVE, SEGMENT_HEADER_LEN, SEGMENT_SIZE_BYTES_MIN};
+use super::observer::WalObserver;
+use crate::error::{Error, Result};
+
+/// Default size of a segment file.
+pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Default number of retired segments kept for reuse.
+pub const RECYCLE_CAPACITY_DEFAULT: usize = 4;
+
+/// When appends become durable without an explicit [`Wal::sync`](super::Wal::sync).
+///
+/// Whatever the policy, [`Wal::append_durable`](super::Wal::append_durable)
+/// and [`Wal::sync`](super::Wal::sync) are always durability barriers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SyncPolicy {
+    /// Every `append` returns only once its entry is durable (group commit
+    /// shares the barrier between concurrent appenders).
+    Always,
+    /// Every `n`th entry's `append` syncs everything appended so far.
+    EveryN(u64),
+    /// An `append` syncs if the last sync is older than this. Checked on
+    /// append: an idle log is not synced in the background.
+    Interval(Duration),
+    /// Only explicit barriers sync. Unsynced entries may be lost in a crash
+    /// (never partially: replay stops at a clean frame boundary).
+    #[default]
+    Manual,
+}
+
+/// How replay treats the end of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// The log must end cleanly. A torn or garbage tail in the final segment
+    /// is [`Error::Corrupt`](crate::Error::Corrupt) with
+    /// [`CorruptKind::TornTail`](crate::CorruptKind::TornTail). A crash leaves
+    /// such a tail until a writer resumes the log.
+    Strict,
+    /// A torn or garbage tail in the final segment ends the log: what a crash
+    /// leaves behind. Everything else — a bad frame below the durable point,
+    /// a missing segment, an entry-id gap, a bad header — is still an error.
+    BestEffort,
+}
+
+/// Options for [`Wal::open`](super::Wal::open). Built with chained setters:
+///
+/// ```
+/// use std::time::Duration;
+/// use zerodur::wal::{SyncPolicy, WalOptions};
+/// let opts = WalOptions::new("wal")
+///     .segment_size_bytes(16 * 1024 * 1024)
+///     .max_segment_age(Duration::from_secs(300))
+///     .recycle_capacity(8)
+///     .sync_policy(SyncPolicy::EveryN(64))
+///     .prefault(true);
+/// # let _ = opts;
+/// ```
+#[derive(Clone)]
+pub struct WalOptions {
+    pub(crate) dir: String,
+    pub(crate) segment_size_bytes: u64,
+    pub(crate) max_segment_age: Option<Duration>,
+    pub(crate) recycle_capacity: usize,
+    pub(crate) sync_policy: SyncPolicy,
+    pub(crate) prefault: bool,
+    pub(crate) max_entry_bytes: Option<u64>,
+    pub(crate) observer: Option<Arc<dyn WalObserver>>,
+}
+
+impl WalOptions {
+    /// Defaults, with the WAL in subdirectory `dir` of the
+    /// [`Directory`](crate::Directory): 64 MiB segments, no age limit, a
+    /// recycle pool of 4, [`SyncPolicy::Manual`], no prefaulting, the largest
+    /// entry a segment can hold.
+    pub fn new(dir: impl Into<String>) -> WalOptions {
+        WalOptions {
+            dir: dir.into(),
+            segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+            max_segment_age: None,
+            recycle_capacity: RECYCLE_CAPACITY_DEFAULT,
+            sync_policy: SyncPolicy::Manual,
+            prefault: false,
+            max_entry_bytes: None,
+            observer: None,
+        }
+    }
+
+    /// Size of each segment file (at least 8 KiB). Existing segments keep
+    /// the size they were created with.
+    pub fn segment_size_bytes(mut self, bytes: u64) -> Self {
+        self.segment_size_bytes = bytes;
+        self
+    }
+
+    /// Rotate to a new segment once the active one is this old (checked on
+    /// append).
+    pub fn max_segment_age(mut self, age: Duration) -> Self {
+        self.max_segment_age = Some(age);
+        self
+    }
+
+    /// How many retired segments to keep for reuse; beyond that they are
+    /// deleted.
+    pub fn recycle_capacity(mut self, n: usize) -> Self {
+        self.recycle_capacity = n;
+        self
+    }
+
+    /// When appends are synced.
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync_policy = policy;
+        self
+    }
+
+    /// Fault in each new segment's pages up front (`MADV_POPULATE_WRITE`),
+    /// moving page-fault cost from appends to rotation.
+    pub fn prefault(mut self, yes: bool) -> Self {
+        self.prefault = yes;
+        self
+    }
+
+    /// Largest accepted payload, enforced at append with
+    /// [`Error::EntryTooLarge`](crate::Error::EntryTooLarge). Capped by what
+    /// a segment can hold.
+    pub fn max_entry_bytes(mut self, bytes: u64) -> Self {
+        self.max_entry_bytes = Some(bytes);
+        self
+    }
+
+    /// Receives an event for every append, sync, rotation, recycle,
+    /// truncation and poisoning.
+    pub fn observer(mut self, observer: Arc<dyn WalObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Checks the options and returns the effective maximum entry size.
+    pub(crate) fn validate(&self) -> Result<u64> {
+        crate::directory::path::check_dir(&self.dir)?;
+        if self.segment_size_bytes < SEGMENT_SIZE_BYTES_MIN {
+            return Err(Error::InvalidArgument {
+                name: "segment_size_bytes",
+                reason: format!(
+                    "{} is below the minimum of {SEGMENT_SIZE_BYTES_MIN}",
+                    self.segment_size_bytes
+                ),
+            });
+        }
+        if usize::try_from(self.segment_size_bytes).is_err() {
+            return Err(Error::InvalidArgument {
+                name: "segment_size_bytes",
+                reason: "does not fit in the address space".into(),
+            });
+        }
+        if self.sync_policy == SyncPolicy::EveryN(0) {
+            return Err(Error::InvalidArgument {
+                name: "sync_policy",
+                reason: "EveryN(0) would never sync; use EveryN(1) or Always".into(),
+            });
+        }
+        let cap = segment_capacity(self.segment_size_bytes) as u64;
+        let max = (cap - FRAME_HEADER_LEN as u64).min(u32::MAX as u64);
+        match self.max_entry_bytes {
+            Some(m) if m > max => Err(Error::InvalidArgument {
+                name: "max_entry_bytes",
+                reason: format!("{m} exceeds the {max} bytes a segment can hold"),
+            }),
+            Some(m) => Ok(m),
+            None => Ok(max),
+        }
+    }
+}
+
+/// Bytes of a segment available to frames (header and seal reserve excluded),
+/// rounded down to the frame alignment.
+pub(crate) fn segment_capacity(segment_len: u64) -> usize {
+    let usable = segment_len as usize - SEGMENT_HEADER_LEN - SEAL_RESERVE;
+    usable - usable % super::format::FRAME_ALIGN
+}
+
+impl fmt::Debug for WalOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalOptions")
+            .field("dir", &self.dir)
+            .field("segment_size_bytes", &self.segment_size_bytes)
+            .field("max_segment_age", &self.max_segment_age)
+            .field("recycle_capacity", &self.recycle_capacity)
+            .field("sync_policy", &self.sync_policy)
+            .field("prefault", &self.prefault)
+            .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}

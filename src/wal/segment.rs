@@ -1,0 +1,332 @@
+//! Walking the frames of one segment: the state machine shared by the reader
+//! (replay) and the writer (resume). It applies the rules of `FORMAT.md`:
+//! epochs, entry-id continuity, batches, seals and resume markers.
+
+use super::format::{
+    decode_slot, FrameHeader, SegmentHeader, Slot, FRAME_ALIGN, FRAME_HEADER_LEN, KIND_ENTRY,
+    KIND_ENTRY_CONT, KIND_RESUME, KIND_SEAL, SEGMENT_HEADER_LEN,
+};
+use super::EntryId;
+use crate::error::CorruptKind;
+
+/// How far past a zero slot the reader looks for evidence that the zeros
+/// replaced durable frames.
+pub(crate) const ZERO_EVIDENCE_WINDOW_BYTES: usize = 64 * 1024;
+
+/// One step of a [`Cursor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// An entry and its payload's byte range in the segment.
+    Entry {
+        id: EntryId,
+        payload: (usize, usize),
+    },
+    /// The seal marker; the segment ends here and the log continues at
+    /// `next` in the following segment. The cursor stays on the seal.
+    Sealed { next: EntryId },
+    /// The valid frames end here. The cursor stays at the end.
+    End(End),
+}
+
+/// Why the frames of a segment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// A zero slot: nothing was ever written here in this life of the file.
+    Zero,
+    /// A valid frame from an earlier epoch or an earlier life of the file.
+    Stale,
+    /// Anything else: a torn or garbage frame, or an incomplete batch.
+    Torn(&'static str),
+}
+
+/// A corruption found while walking, at a byte offset of the segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage {
+    pub(crate) offset: u64,
+    pub(crate) kind: CorruptKind,
+}
+
+/// Position and expectations while walking one segment. Holds no borrow of
+/// the bytes, so it can live beside the mapping it walks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cursor {
+    /// Offset of the next slot to decode.
+    pub(crate) off: usize,
+    /// Entry id the next entry frame must carry.
+    pub(crate) next: u64,
+    /// Epoch the next frame must carry (raised by resume markers).
+    pub(crate) epoch: u64,
+    /// Frames before this offset belong to a batch already seen complete.
+    batch_end: usize,
+}
+
+impl Cursor {
+    /// A cursor at the first frame of a segment with header `h`.
+    pub(crate) fn new(h: &SegmentHeader) -> Cursor {
+        Cursor {
+            off: SEGMENT_HEADER_LEN,
+            next: h.first_entry.0,
+            epoch: h.epoch,
+            batch_end: 0,
+        }
+    }
+
+    /// Decodes the next frame of `buf` (the whole segment).
+    pub(crate) fn step(&mut self, buf: &[u8]) -> Result<Step, Damage> {
+        loop {
+            let (header, payload, end) = match decode_slot(buf, self.off) {
+                Slot::Zero => return Ok(Step::End(End::Zero)),
+                Slot::Invalid(why) => return Ok(Step::End(End::Torn(why))),
+                Slot::Frame {
+                    header,
+                    payload,
+                    end,
+                } => (header, payload, end),
+            };
+            if header.epoch < self.epoch {
+                return Ok(Step::End(End::Stale));
+            }
+            if header.epoch > self.epoch {
+                if header.kind == KIND_RESUME && header.entry.0 == self.next && !self.in_batch() {
+                    self.epoch = header.epoch;
+                    self.off = end;
+                    continue;
+                }
+                return Ok(Step::End(End::Torn("frame from a later epoch")));
+            }
+            if header.entry.0 != self.next {
+                return Err(self.damage(CorruptKind::EntryIdGap {
+                    expected: self.next,
+                    found: header.entry.0,
+                }));
+            }
+            match header.kind {
+                KIND_SEAL if !self.in_batch() => return Ok(Step::Sealed { next: header.entry }),
+                KIND_ENTRY | KIND_ENTRY_CONT => {
+                    if header.kind == KIND_ENTRY_CONT && !self.in_batch() {
+                        match batch_end(buf, self.off, self.next, self.epoch) {
+                            Some(e) => self.batch_end = e,
+                            None => return Ok(Step::End(End::Torn("incomplete batch"))),
+                        }
+                    }
+                    self.next += 1;
+                    self.off = end;
+                    return Ok(Step::Entry {
+                        id: header.entry,
+                        payload,
+                    });
+                }
+                _ => {
+                    return Err(self.damage(CorruptKind::BadFrame(
+                        "marker inside a batch or with the current epoch",
+                    )))
+                }
+            }
+        }
+    }
+
+    fn in_batch(&self) -> bool {
+        self.off < self.batch_end
+    }
+
+    fn damage(&self, kind: CorruptKind) -> Damage {
+        Damage {
+            offset: self.off as u64,
+            kind,
+        }
+    }
+}
+
+/// If the batch whose first frame is at `off` is complete, the offset just
+/// past its last frame.
+fn batch_end(buf: &[u8], mut off: usize, mut id: u64, epoch: u64) -> Option<usize> {
+    loop {
+        match decode_slot(buf, off) {
+            Slot::Frame { header, end, .. } if header.epoch == epoch && header.entry.0 == id => {
+                match header.kind {
+                    KIND_ENTRY_CONT => {}
+                    KIND_ENTRY => return Some(end),
+                    _ => return None,
+                }
+                id += 1;
+                off = end;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Looks past a bad or zero slot at `from` (where entry `bad_id` should have
+/// been) for a valid frame of `epoch` written after `bad_id` was already
+/// durable: proof that the slot held acknowledged data and is damaged, not a
+/// torn tail. Scans at most `window` bytes. Returns the evidence's offset.
+pub(crate) fn durable_evidence(
+    buf: &[u8],
+    from: usize,
+    bad_id: u64,
+    epoch: u64,
+    window: usize,
+) -> Option<usize> {
+    let stop = buf
+        .len()
+        .saturating_sub(FRAME_HEADER_LEN)
+        .min(from.saturating_add(window));
+    let epoch_bytes = epoch.to_le_bytes();
+    let mut off = from + FRAME_ALIGN;
+    while off <= stop {
+        // Cheap filters before the CRC: kind byte and epoch.
+        let kind = buf[off + 4];
+        if (KIND_ENTRY..=KIND_RESUME).contains(&kind) && buf[off + 16..off + 24] == epoch_bytes {
+            if let Slot::Frame { header, .. } = decode_slot(buf, off) {
+                if proves_durable(&header, bad_id) {
+                    return Some(off);
+                }
+            }
+        }
+        off += FRAME_ALIGN;
+    }
+    None
+}
+
+fn proves_durable(h: &FrameHeader, bad_id: u64) -> bool {
+    h.entry.0 > bad_id && h.durable_watermark().is_some_and(|w| w >= bad_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::format::{durable_lag, frame_len};
+    use super::super::SegmentId;
+    use super::*;
+
+    struct Builder {
+        buf: Vec<u8>,
+        off: usize,
+        h: SegmentHeader,
+    }
+
+    impl Builder {
+        fn new() -> Builder {
+            let h = SegmentHeader {
+                segment: SegmentId(1),
+                first_entry: EntryId(1),
+                epoch: 5,
+                segment_len: 4096,
+            };
+            let mut buf = vec![0u8; 4096];
+            buf[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
+            Builder {
+                buf,
+                off: SEGMENT_HEADER_LEN,
+                h,
+            }
+        }
+
+        fn frame(&mut self, kind: u8, id: u64, epoch: u64, durable: u64, payload: &[u8]) -> usize {
+            let fh = FrameHeader {
+                len: payload.len() as u32,
+                kind,
+                entry: EntryId(id),
+                epoch,
+                durable_lag: durable_lag(id, durable),
+            };
+            let at = self.off;
+            self.buf[at..at + FRAME_HEADER_LEN].copy_from_slice(&fh.encode(payload));
+            self.buf[at + FRAME_HEADER_LEN..at + FRAME_HEADER_LEN + payload.len()]
+                .copy_from_slice(payload);
+            self.off += frame_len(payload.len());
+            at
+        }
+
+        fn walk(&self) -> (Vec<u64>, Result<Step, Damage>, Cursor) {
+            let mut c = Cursor::new(&self.h);
+            let mut ids = Vec::new();
+            loop {
+                match c.step(&self.buf) {
+                    Ok(Step::Entry { id, .. }) => ids.push(id.0),
+                    other => return (ids, other, c),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn entries_then_zero_end() {
+        let mut b = Builder::new();
+        b.frame(KIND_ENTRY, 1, 5, 0, b"a");
+        b.frame(KIND_ENTRY, 2, 5, 0, b"");
+        let (ids, end, c) = b.walk();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(end, Ok(Step::End(End::Zero)));
+        assert_eq!(c.off, b.off);
+    }
+
+    #[test]
+    fn incomplete_batch_is_a_torn_tail_and_cursor_rewinds_to_it() {
+        let mut b = Builder::new();
+        b.frame(KIND_ENTRY, 1, 5, 0, b"a");
+        let batch = b.frame(KIND_ENTRY_CONT, 2, 5, 0, b"b");
+        b.frame(KIND_ENTRY_CONT, 3, 5, 0, b"c");
+        let (ids, end, c) = b.walk();
+        assert_eq!(ids, [1]);
+        assert_eq!(end, Ok(Step::End(End::Torn("incomplete batch"))));
+        assert_eq!(c.off, batch);
+        b.frame(KIND_ENTRY, 4, 5, 0, b"d");
+        assert_eq!(b.walk().0, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn resume_marker_fences_off_older_epoch_frames() {
+        let mut b = Builder::new();
+        b.frame(KIND_ENTRY, 1, 5, 0, b"a");
+        let tail = b.off;
+        b.frame(KIND_ENTRY, 2, 5, 0, b"stale but valid");
+        b.off = tail;
+        b.frame(KIND_RESUME, 2, 6, 1, b"");
+        b.frame(KIND_ENTRY, 2, 6, 1, b"new");
+        let (ids, end, c) = b.walk();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(c.epoch, 6);
+        // What follows is the old frame's remains: stale or torn, never replayed.
+        assert!(matches!(end, Ok(Step::End(_))), "{end:?}");
+    }
+
+    #[test]
+    fn valid_frame_with_wrong_id_is_a_gap() {
+        let mut b = Builder::new();
+        b.frame(KIND_ENTRY, 1, 5, 0, b"a");
+        b.frame(KIND_ENTRY, 3, 5, 0, b"c");
+        let (_, end, _) = b.walk();
+        assert!(matches!(
+            end,
+            Err(Damage {
+                kind: CorruptKind::EntryIdGap {
+                    expected: 2,
+                    found: 3
+                },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn seal_stops_the_cursor_on_itself() {
+        let mut b = Builder::new();
+        b.frame(KIND_ENTRY, 1, 5, 0, b"a");
+        let seal = b.frame(KIND_SEAL, 2, 5, 1, b"");
+        let (_, end, c) = b.walk();
+        assert_eq!(end, Ok(Step::Sealed { next: EntryId(2) }));
+        assert_eq!(c.off, seal);
+    }
+
+    #[test]
+    fn evidence_needs_a_later_frame_written_after_the_bad_one_was_durable() {
+        let mut b = Builder::new();
+        let bad = b.frame(KIND_ENTRY, 1, 5, 0, b"a");
+        b.frame(KIND_ENTRY, 2, 5, 0, b"b");
+        assert_eq!(durable_evidence(&b.buf, bad, 1, 5, usize::MAX), None);
+        let proof = b.frame(KIND_ENTRY, 3, 5, 1, b"c");
+        assert_eq!(durable_evidence(&b.buf, bad, 1, 5, usize::MAX), Some(proof));
+        assert_eq!(durable_evidence(&b.buf, bad, 1, 5, 16), None);
+        assert_eq!(durable_evidence(&b.buf, bad, 1, 6, usize::MAX), None);
+    }
+}

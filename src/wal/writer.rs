@@ -1,0 +1,697 @@
+//! [`Wal`]: open or resume, append, sync, rotate.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use rkyv::api::high::HighSerializer;
+use rkyv::rancor;
+use rkyv::ser::allocator::ArenaHandle;
+use rkyv::util::AlignedVec;
+
+use super::commit::{Flushed, GroupCommit};
+use super::format::{
+    durable_lag, frame_len, FileName, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, KIND_ENTRY,
+    KIND_ENTRY_CONT, KIND_RESUME, KIND_SEAL, LOCK_NAME, SEAL_RESERVE, SEGMENT_HEADER_LEN,
+};
+use super::observer::{Counters, WalEvent, WalStats};
+use super::options::{segment_capacity, SyncPolicy, WalOptions};
+use super::reader::{check_header, is_unborn};
+use super::segment::{durable_evidence, Cursor, End, Step, ZERO_EVIDENCE_WINDOW_BYTES};
+use super::{EntryId, SegmentId};
+use crate::directory::path::{join, parent};
+use crate::directory::{DirLock, Directory, Region, RegionFlush};
+use crate::error::{CorruptKind, Error, Result};
+
+/// Zero bytes written after the last frame, so a cleanly stopped log ends in
+/// a zero slot even inside a reused file.
+const ZERO_SLOT: [u8; FRAME_HEADER_LEN] = [0; FRAME_HEADER_LEN];
+
+/// A write-ahead log open for appending. `Send + Sync`: share it with
+/// `Arc<Wal>` and append from any thread.
+///
+/// Opening takes the WAL directory's exclusive lock (a second open, from this
+/// process or another, is [`Error::Locked`]) and resumes an existing log by
+/// scanning only its last segment.
+///
+/// Any failed write or barrier **poisons** the WAL: the failing call returns
+/// the I/O error, that batch is not acknowledged, and every later call
+/// returns [`Error::Poisoned`]. Reopen to recover.
+pub struct Wal {
+    pub(super) dir: Arc<dyn Directory>,
+    pub(super) opts: WalOptions,
+    max_entry: u64,
+    pub(super) state: Mutex<State>,
+    pub(super) commit: GroupCommit,
+    pub(super) counters: Counters,
+    opened: Instant,
+    _lock: DirLock,
+}
+
+pub(super) struct State {
+    pub(super) active: Active,
+    /// Id the next appended entry gets.
+    pub(super) next_id: u64,
+    /// Retired files available for reuse, oldest first.
+    pub(super) pool: Vec<SegmentId>,
+    /// Milliseconds since open of the last barrier (for `Interval`).
+    last_sync_ms: u64,
+}
+
+pub(super) struct Active {
+    region: Box<dyn Region>,
+    flusher: Arc<dyn RegionFlush>,
+    pub(super) id: SegmentId,
+    pub(super) first_entry: u64,
+    epoch: u64,
+    /// Where the next frame goes.
+    write_off: usize,
+    /// Bytes below this offset are durable.
+    synced_off: usize,
+    opened_at: Instant,
+}
+
+impl Wal {
+    /// Opens the WAL described by `opts` in `dir`: creates it if it does not
+    /// exist, resumes it otherwise.
+    ///
+    /// Resume scans only the last segment: it finds the tail, fences off any
+    /// leftover bytes after it with a resume marker (so they can never be
+    /// replayed), and makes everything before it durable.
+    pub fn open(dir: Arc<dyn Directory>, opts: WalOptions) -> Result<Wal> {
+        let max_entry = opts.validate()?;
+        let wal_dir = opts.dir.clone();
+        if !wal_dir.is_empty() && !dir.exists(&wal_dir)? {
+            dir.create_dir_all(&wal_dir)?;
+            // IMPORTANT: the WAL directory's own entry must be durable before
+            // any segment inside it is relied on.
+            sync_parents(&*dir, &wal_dir)?;
+        }
+        let lock = dir.lock(&join(&wal_dir, LOCK_NAME))?;
+        let mut segments = Vec::new();
+        let mut pool = Vec::new();
+        for name in dir.list(&wal_dir)? {
+            match FileName::parse(&name) {
+                Some(FileName::Segment(id)) => segments.push(id),
+                Some(FileName::Free(id)) => pool.push(id),
+                None => {}
+            }
+        }
+        segments.sort();
+        pool.sort();
+        if let Some(w) = segments.windows(2).find(|w| w[1].0 != w[0].0 + 1) {
+            return Err(Error::corrupt(
+                seg_path(&wal_dir, w[1]),
+                0,
+                CorruptKind::MissingSegment {
+                    segment: w[0].0 + 1,
+                },
+            ));
+        }
+        let pool_epoch = pool
+            .iter()
+            .filter_map(|&id| {
+                let map = dir.map_read(&free_path(&wal_dir, id)).ok()?;
+                SegmentHeader::decode(&map).ok().map(|h| h.epoch)
+            })
+            .max()
+            .unwrap_or(0);
+        let opener = Opener {
+            dir: &*dir,
+            opts: &opts,
+            pool_epoch,
+        };
+        let (active, next_id, pool) = match segments.last() {
+            None => (
+                opener.create(SegmentId(1), 1, pool_epoch + 1, None)?,
+                1,
+                pool,
+            ),
+            Some(_) => opener.resume(&segments, pool)?,
+        };
+        let durable = next_id - 1;
+        Ok(Wal {
+            dir,
+            opts,
+            max_entry,
+            state: Mutex::new(State {
+                active,
+                next_id,
+                pool,
+                last_sync_ms: 0,
+            }),
+            commit: GroupCommit::new(durable),
+            counters: Counters::default(),
+            opened: Instant::now(),
+            _lock: lock,
+        })
+    }
+
+    pub(super) fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends one entry and returns its id. Durable according to the
+    /// [`SyncPolicy`]; visible to readers at once.
+    pub fn append(&self, payload: &[u8]) -> Result<EntryId> {
+        let (_, last) = self.append_frames(&[payload])?;
+        self.apply_policy(last)?;
+        Ok(last)
+    }
+
+    /// Appends one entry and returns once it (and every entry before it) is
+    /// durable. Concurrent callers share one barrier.
+    pub fn append_durable(&self, payload: &[u8]) -> Result<EntryId> {
+        let (_, last) = self.append_frames(&[payload])?;
+        self.sync_to(last)?;
+        Ok(last)
+    }
+
+    /// Appends entries with consecutive ids that replay **all or none** after
+    /// a crash. Returns the first and last ids. The batch must fit in one
+    /// segment. An empty batch appends nothing and returns `None`.
+    pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Option<(EntryId, EntryId)>> {
+        if payloads.is_empty() {
+            return Ok(None);
+        }
+        let ids = self.append_frames(payloads)?;
+        self.apply_policy(ids.1)?;
+        Ok(Some(ids))
+    }
+
+    /// [`append_batch`](Wal::append_batch), returning once the batch is durable.
+    pub fn append_batch_durable(&self, payloads: &[&[u8]]) -> Result<Option<(EntryId, EntryId)>> {
+        if payloads.is_empty() {
+            return Ok(None);
+        }
+        let ids = self.append_frames(payloads)?;
+        self.sync_to(ids.1)?;
+        Ok(Some(ids))
+    }
+
+    /// Serializes `value` with rkyv and appends the archive. Read it back
+    /// zero-copy with [`WalReader::replay_archived`](super::WalReader::replay_archived).
+    pub fn append_archived<T>(&self, value: &T) -> Result<EntryId>
+    where
+        T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+    {
+        let bytes = rkyv::to_bytes::<rancor::Error>(value).map_err(|e| Error::InvalidArgument {
+            name: "value",
+            reason: format!("rkyv serialization failed: {e}"),
+        })?;
+        self.append(&bytes)
+    }
+
+    /// Makes every entry appended so far visible to readers. Appends are
+    /// copied into the shared mapping, so they are visible as soon as
+    /// `append` returns; this only reports poisoning. For durability use
+    /// [`sync`](Wal::sync).
+    pub fn flush(&self) -> Result<()> {
+        self.commit.check()
+    }
+
+    /// The durability barrier: returns once every entry appended before the
+    /// call is durable (`msync` of the dirty range; concurrent callers share
+    /// it).
+    pub fn sync(&self) -> Result<()> {
+        let last = self.lock_state().next_id - 1;
+        self.sync_to(EntryId(last))
+    }
+
+    /// Syncs and closes the WAL.
+    pub fn close(self) -> Result<()> {
+        self.sync()
+    }
+
+    /// Id the next appended entry will get.
+    pub fn next_entry_id(&self) -> EntryId {
+        EntryId(self.lock_state().next_id)
+    }
+
+    /// Id of the last appended entry, if any (durable or not).
+    pub fn last_entry_id(&self) -> Option<EntryId> {
+        let n = self.lock_state().next_id - 1;
+        (n > 0).then_some(EntryId(n))
+    }
+
+    /// Highest entry id known durable, if any.
+    pub fn durable_entry_id(&self) -> Option<EntryId> {
+        let d = self.commit.durable();
+        (d > 0).then_some(EntryId(d))
+    }
+
+    /// The active segment.
+    pub fn active_segment(&self) -> SegmentId {
+        self.lock_state().active.id
+    }
+
+    /// Whether a failure has poisoned this WAL.
+    pub fn is_poisoned(&self) -> bool {
+        self.commit.is_poisoned()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        self.counters.snapshot()
+    }
+
+    fn apply_policy(&self, last: EntryId) -> Result<()> {
+        let due = match self.opts.sync_policy {
+            SyncPolicy::Always => true,
+            SyncPolicy::EveryN(n) => last.0 % n == 0,
+            SyncPolicy::Interval(d) => {
+                let since = self.opened.elapsed().as_millis() as u64;
+                since.saturating_sub(self.lock_state().last_sync_ms) >= d.as_millis() as u64
+            }
+            SyncPolicy::Manual => false,
+        };
+        if due {
+            self.sync_to(last)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn sync_to(&self, id: EntryId) -> Result<()> {
+        self.commit.wait_durable(id.0, || self.flush_active())
+    }
+
+    /// Leader's barrier: capture the dirty range under the lock, flush with no
+    /// lock held.
+    fn flush_active(&self) -> Result<Flushed> {
+        let (flusher, start, end, upto, seg) = {
+            let st = self.lock_state();
+            let a = &st.active;
+            (
+                Arc::clone(&a.flusher),
+                a.synced_off,
+                a.write_off,
+                st.next_id - 1,
+                a.id,
+            )
+        };
+        let t = Instant::now();
+        let len = end + FRAME_HEADER_LEN - start;
+        flusher
+            .flush_range(start as u64, len as u64)
+            .map_err(|e| self.fail(e))?;
+        Counters::add(&self.counters.syncs, 1);
+        {
+            let mut st = self.lock_state();
+            if st.active.id == seg && st.active.synced_off < end {
+                st.active.synced_off = end;
+            }
+            st.last_sync_ms = self.opened.elapsed().as_millis() as u64;
+        }
+        self.emit(|| WalEvent::Sync {
+            durable: (upto > 0).then_some(EntryId(upto)),
+            bytes: len as u64,
+            elapsed: t.elapsed(),
+        });
+        Ok(Flushed { durable: upto })
+    }
+
+    /// Copies frames for `payloads` into the active segment (rotating first
+    /// if they do not fit). Returns the first and last ids.
+    fn append_frames(&self, payloads: &[&[u8]]) -> Result<(EntryId, EntryId)> {
+        self.commit.check()?;
+        let mut total = 0usize;
+        for p in payloads {
+            if p.len() as u64 > self.max_entry {
+                return Err(Error::EntryTooLarge {
+                    len: p.len() as u64,
+                    max: self.max_entry,
+                });
+            }
+            total += frame_len(p.len());
+        }
+        let capacity = segment_capacity(self.opts.segment_size_bytes);
+        if total > capacity {
+            return Err(Error::EntryTooLarge {
+                len: total as u64,
+                max: capacity as u64,
+            });
+        }
+        let mut st = self.lock_state();
+        self.commit.check()?;
+        self.ensure_room(&mut st, total).map_err(|e| self.fail(e))?;
+        let first = st.next_id;
+        let durable = self.commit.durable();
+        let epoch = st.active.epoch;
+        let mut off = st.active.write_off;
+        let mut bytes = 0u64;
+        for (i, p) in payloads.iter().enumerate() {
+            let id = first + i as u64;
+            let header = FrameHeader {
+                len: p.len() as u32,
+                kind: if i + 1 < payloads.len() {
+                    KIND_ENTRY_CONT
+                } else {
+                    KIND_ENTRY
+                },
+                entry: EntryId(id),
+                epoch,
+                durable_lag: durable_lag(id, durable),
+            };
+            let r = &mut st.active.region;
+            r.write_at(off as u64, &header.encode(p))
+                .and_then(|()| r.write_at((off + FRAME_HEADER_LEN) as u64, p))
+                .map_err(|e| self.fail(e))?;
+            off += frame_len(p.len());
+            bytes += p.len() as u64;
+        }
+        st.active
+            .region
+            .write_at(off as u64, &ZERO_SLOT)
+            .map_err(|e| self.fail(e))?;
+        st.active.write_off = off;
+        let last = first + payloads.len() as u64 - 1;
+        st.next_id = last + 1;
+        drop(st);
+        Counters::add(&self.counters.appends, payloads.len() as u64);
+        Counters::add(&self.counters.bytes_appended, bytes);
+        self.emit(|| WalEvent::Append {
+            first: EntryId(first),
+            last: EntryId(last),
+            bytes,
+        });
+        Ok((EntryId(first), EntryId(last)))
+    }
+
+    /// Rotates if `need` more bytes of frames do not fit in the active
+    /// segment, or it is older than the configured age.
+    fn ensure_room(&self, st: &mut State, need: usize) -> Result<()> {
+        let a = &st.active;
+        let fits = a.write_off + need + SEAL_RESERVE <= a.region.len() as usize;
+        let has_entries = st.next_id > a.first_entry;
+        let too_old = self
+            .opts
+            .max_segment_age
+            .is_some_and(|age| a.opened_at.elapsed() >= age);
+        if fits && !(too_old && has_entries) {
+            return Ok(());
+        }
+        self.rotate(st)
+    }
+
+    /// Seals the active segment, makes it durable, and activates the next
+    /// one (recycled if the pool has a file).
+    fn rotate(&self, st: &mut State) -> Result<()> {
+        let next_id = st.next_id;
+        let old = &mut st.active;
+        seal(old, next_id, self.commit.durable())?;
+        self.commit.advance(next_id - 1);
+        let from = old.id;
+        let new_id = SegmentId(from.0 + 1);
+        let opener = Opener {
+            dir: &*self.dir,
+            opts: &self.opts,
+            pool_epoch: 0,
+        };
+        let recycled = opener.take_recyclable(&mut st.pool);
+        st.active = opener.create(new_id, next_id, st.active.epoch + 1, recycled)?;
+        Counters::add(&self.counters.rotations, 1);
+        Counters::add(&self.counters.syncs, 1);
+        if recycled.is_some() {
+            Counters::add(&self.counters.recycled_reuses, 1);
+        }
+        self.emit(|| WalEvent::Rotate {
+            from,
+            to: new_id,
+            recycled: recycled.is_some(),
+        });
+        Ok(())
+    }
+
+    /// Poisons the WAL with `e` and returns it.
+    pub(super) fn fail(&self, e: Error) -> Error {
+        if self.commit.poison(&e) {
+            self.emit(|| WalEvent::Poison {
+                cause: e.to_string(),
+            });
+        }
+        e
+    }
+
+    pub(super) fn emit(&self, event: impl FnOnce() -> WalEvent) {
+        if let Some(o) = &self.opts.observer {
+            o.on_event(&event());
+        }
+    }
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.opts.dir)
+            .field("next_entry_id", &self.next_entry_id())
+            .field("durable_entry_id", &self.durable_entry_id())
+            .field("poisoned", &self.is_poisoned())
+            .finish()
+    }
+}
+
+/// Writes the seal marker at the tail of `a` and makes the whole segment
+/// durable.
+fn seal(a: &mut Active, next_id: u64, durable: u64) -> Result<()> {
+    let header = FrameHeader {
+        len: 0,
+        kind: KIND_SEAL,
+        entry: EntryId(next_id),
+        epoch: a.epoch,
+        durable_lag: durable_lag(next_id, durable),
+    };
+    a.region.write_at(a.write_off as u64, &header.encode(&[]))?;
+    // IMPORTANT: the seal and every frame before it are durable before
+    // anything in the next segment can be acknowledged.
+    let end = a.write_off + FRAME_HEADER_LEN;
+    a.flusher
+        .flush_range(a.synced_off as u64, (end - a.synced_off) as u64)?;
+    a.synced_off = end;
+    Ok(())
+}
+
+pub(super) fn seg_path(wal_dir: &str, id: SegmentId) -> String {
+    join(wal_dir, &FileName::Segment(id).render())
+}
+
+pub(super) fn free_path(wal_dir: &str, id: SegmentId) -> String {
+    join(wal_dir, &FileName::Free(id).render())
+}
+
+/// Syncs every ancestor directory of `path`, innermost first, so the chain of
+/// names leading to it is durable.
+fn sync_parents(dir: &dyn Directory, path: &str) -> Result<()> {
+    let mut p = path;
+    loop {
+        let up = parent(p);
+        dir.sync_dir(up)?;
+        if up.is_empty() {
+            return Ok(());
+        }
+        p = up;
+    }
+}
+
+/// Creating and resuming segments, at open and at rotation.
+struct Opener<'a> {
+    dir: &'a dyn Directory,
+    opts: &'a WalOptions,
+    pool_epoch: u64,
+}
+
+impl Opener<'_> {
+    /// Makes segment `id` the new active segment, starting at entry `first`
+    /// with `epoch`: a recycled file renamed into place, or a new
+    /// preallocated one. Durable (header and name) on return.
+    fn create(
+        &self,
+        id: SegmentId,
+        first: u64,
+        epoch: u64,
+        recycled: Option<SegmentId>,
+    ) -> Result<Active> {
+        let wal_dir = &self.opts.dir;
+        let path = seg_path(wal_dir, id);
+        let mut region = match recycled {
+            Some(old) => {
+                self.dir.rename(&free_path(wal_dir, old), &path)?;
+                self.dir.open_region(&path)?
+            }
+            None => self
+                .dir
+                .create_region(&path, self.opts.segment_size_bytes)?,
+        };
+        if self.opts.prefault {
+            region.prefault()?;
+        }
+        let header = SegmentHeader {
+            segment: id,
+            first_entry: EntryId(first),
+            epoch,
+            segment_len: region.len(),
+        };
+        region.write_at(0, &header.encode())?;
+        region.write_at(SEGMENT_HEADER_LEN as u64, &ZERO_SLOT)?;
+        // IMPORTANT: header (and, for a new file, its allocation) durable
+        // before the name is, and the name before any entry is acknowledged.
+        self.dir.sync_file(&path)?;
+        self.dir.sync_dir(wal_dir)?;
+        Ok(active(region, id, first, epoch, SEGMENT_HEADER_LEN))
+    }
+
+    /// Takes the oldest pooled file of the configured segment size (files of
+    /// another size stay in the pool until truncation deletes them).
+    fn take_recyclable(&self, pool: &mut Vec<SegmentId>) -> Option<SegmentId> {
+        let size = self.opts.segment_size_bytes;
+        let i = pool.iter().position(|&id| {
+            self.dir
+                .len(&free_path(&self.opts.dir, id))
+                .is_ok_and(|l| l == size)
+        })?;
+        Some(pool.remove(i))
+    }
+
+    /// Resumes the log whose segments are `segments` (non-empty, consecutive).
+    fn resume(
+        &self,
+        segments: &[SegmentId],
+        pool: Vec<SegmentId>,
+    ) -> Result<(Active, u64, Vec<SegmentId>)> {
+        let wal_dir = &self.opts.dir;
+        let last = *segments.last().expect("non-empty");
+        let path = seg_path(wal_dir, last);
+        let region = match self.dir.open_region(&path) {
+            Ok(r) => Some(r),
+            // A zero-length file: its length never became durable.
+            Err(Error::InvalidArgument { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let header = region
+            .as_ref()
+            .map(|r| check_header(r.bytes(), last, &path));
+        match (region, header) {
+            (Some(region), Some(Ok(h))) => self.resume_into(region, &h, &path, pool),
+            (region, header) => {
+                // Never born: a crash interrupted its rotation. The log ends at
+                // the previous segment's seal.
+                let (first, epoch) = match segments.len() {
+                    1 => (1, 0),
+                    n => self.sealed_end(segments[n - 2])?,
+                };
+                if let (Some(r), Some(Err(e))) = (&region, header) {
+                    if !is_unborn(r.bytes(), Some(first)) {
+                        return Err(e);
+                    }
+                }
+                drop(region);
+                self.dir.remove(&path)?;
+                self.dir.sync_dir(wal_dir)?;
+                let epoch = epoch.max(self.pool_epoch) + 1;
+                Ok((self.create(last, first, epoch, None)?, first, pool))
+            }
+        }
+    }
+
+    /// The entry id and epoch at which sealed segment `id` ends.
+    fn sealed_end(&self, id: SegmentId) -> Result<(u64, u64)> {
+        let path = seg_path(&self.opts.dir, id);
+        let map = self.dir.map_read(&path)?;
+        let h = check_header(&map, id, &path)?;
+        let mut c = Cursor::new(&h);
+        loop {
+            match c.step(&map) {
+                Ok(Step::Entry { .. }) => {}
+                Ok(Step::Sealed { next }) => return Ok((next.0, c.epoch)),
+                Ok(Step::End(_)) => {
+                    return Err(Error::corrupt(path, c.off as u64, CorruptKind::Unsealed))
+                }
+                Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
+            }
+        }
+    }
+
+    /// Finds the tail of the last segment and makes it the append point.
+    fn resume_into(
+        &self,
+        mut region: Box<dyn Region>,
+        h: &SegmentHeader,
+        path: &str,
+        mut pool: Vec<SegmentId>,
+    ) -> Result<(Active, u64, Vec<SegmentId>)> {
+        let mut c = Cursor::new(h);
+        let end = loop {
+            match c.step(region.bytes()) {
+                Ok(Step::Entry { .. }) => {}
+                Ok(Step::Sealed { next }) => {
+                    // Sealed, but the next segment never appeared: start it.
+                    region.flush_range(0, (c.off + FRAME_HEADER_LEN) as u64)?;
+                    let epoch = c.epoch.max(self.pool_epoch) + 1;
+                    let recycled = self.take_recyclable(&mut pool);
+                    let a = self.create(SegmentId(h.segment.0 + 1), next.0, epoch, recycled)?;
+                    return Ok((a, next.0, pool));
+                }
+                Ok(Step::End(end)) => break end,
+                Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
+            }
+        };
+        let window = match end {
+            End::Torn(_) => usize::MAX,
+            End::Zero => ZERO_EVIDENCE_WINDOW_BYTES,
+            End::Stale => 0,
+        };
+        if window > 0 && durable_evidence(region.bytes(), c.off, c.next, c.epoch, window).is_some()
+        {
+            return Err(Error::corrupt(
+                path,
+                c.off as u64,
+                CorruptKind::BadFrame("damaged frame below the durable point"),
+            ));
+        }
+        // IMPORTANT: whatever lies after the tail (a torn frame, frames that
+        // reached the disk without their predecessors) must never replay.
+        // A resume marker starts a new epoch here; older-epoch frames after
+        // it are dead.
+        let epoch = c.epoch.max(self.pool_epoch) + 1;
+        let marker = FrameHeader {
+            len: 0,
+            kind: KIND_RESUME,
+            entry: EntryId(c.next),
+            epoch,
+            durable_lag: durable_lag(c.next, c.next - 1),
+        };
+        if c.off + 2 * FRAME_HEADER_LEN + SEAL_RESERVE > region.len() as usize {
+            // No room for marker plus a frame: seal here and move on.
+            let mut a = active(region, h.segment, h.first_entry.0, c.epoch, c.off);
+            a.synced_off = 0;
+            seal(&mut a, c.next, c.next - 1)?;
+            let recycled = self.take_recyclable(&mut pool);
+            let a = self.create(SegmentId(h.segment.0 + 1), c.next, epoch, recycled)?;
+            return Ok((a, c.next, pool));
+        }
+        region.write_at(c.off as u64, &marker.encode(&[]))?;
+        let tail = c.off + FRAME_HEADER_LEN;
+        region.write_at(tail as u64, &ZERO_SLOT)?;
+        // Everything before the tail becomes durable with the marker (a
+        // restarted process may find entries still only in the page cache).
+        region.flush_range(0, (tail + FRAME_HEADER_LEN) as u64)?;
+        Ok((
+            active(region, h.segment, h.first_entry.0, epoch, tail),
+            c.next,
+            pool,
+        ))
+    }
+}
+
+fn active(region: Box<dyn Region>, id: SegmentId, first: u64, epoch: u64, off: usize) -> Active {
+    let flusher = region.flusher();
+    Active {
+        region,
+        flusher,
+        id,
+        first_entry: first,
+        epoch,
+        write_off: off,
+        synced_off: off,
+        opened_at: Instant::now(),
+    }
+}
