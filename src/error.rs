@@ -292,6 +292,14 @@ pub enum CorruptKind {
         /// First entry id present.
         first: u64,
     },
+    /// The log ends before the entry a checkpoint says was applied: entries
+    /// the checkpoint covers are missing, and new appends would reuse ids.
+    LogEndsBeforeCheckpoint {
+        /// Last entry the checkpoint includes.
+        checkpoint: u64,
+        /// Id the log's next entry would get.
+        next: u64,
+    },
     /// A sealed (non-final) segment ends without its seal.
     Unsealed,
     /// A file name that should follow the naming grammar does not.
@@ -317,6 +325,10 @@ impl fmt::Display for CorruptKind {
             CorruptKind::LogStartsTooLate { needed, first } => write!(
                 f,
                 "log starts at entry {first} but entry {needed} is needed"
+            ),
+            CorruptKind::LogEndsBeforeCheckpoint { checkpoint, next } => write!(
+                f,
+                "log ends before entry {checkpoint}, which the checkpoint includes (next id would be {next})"
             ),
             CorruptKind::Unsealed => f.write_str("sealed segment has no seal marker"),
             CorruptKind::BadFileName => f.write_str("file name does not follow the naming grammar"),

@@ -42,6 +42,9 @@ pub struct ReplaySummary {
     pub last: Option<EntryId>,
     /// Whether the log ended in a torn or garbage tail (best-effort mode).
     pub torn_tail: bool,
+    /// The id the next appended entry will get (where the valid log ends),
+    /// or `None` for a log with no segment.
+    pub next_entry: Option<EntryId>,
 }
 
 impl WalReader {
@@ -282,7 +285,12 @@ impl<'r> Walker<'r> {
                 }
                 match self.open_segment(self.idx)? {
                     Some(o) => self.open = Some(o),
-                    None => self.done = true,
+                    None => {
+                        // An unborn final segment: the log ends at the seal
+                        // before it.
+                        self.summary.next_entry = Some(EntryId(self.expect.unwrap_or(1)));
+                        self.done = true;
+                    }
                 }
                 continue;
             }
@@ -303,6 +311,7 @@ impl<'r> Walker<'r> {
                 }
                 Step::Sealed { next } => {
                     if o.is_final {
+                        self.summary.next_entry = Some(next);
                         self.done = true;
                     } else {
                         self.expect = Some(next.0);
@@ -312,6 +321,8 @@ impl<'r> Walker<'r> {
                 }
                 Step::End(end) => {
                     self.finish_segment(end)?;
+                    let o = self.open.as_ref().expect("open segment");
+                    self.summary.next_entry = Some(EntryId(o.cursor.next));
                     self.done = true;
                 }
             }
