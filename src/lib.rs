@@ -33,13 +33,17 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(clippy::missing_safety_doc)]
 
+pub mod checkpoint;
 pub mod directory;
 mod error;
 #[allow(unsafe_code)]
 mod mmap;
+pub mod recordlog;
 
+pub use checkpoint::{list_checkpoints, Checkpoint, CheckpointBytes, CheckpointName};
 pub use directory::{
     CrashPolicy, DirLock, Directory, Fault, FaultErrno, FsDirectory, MemoryDirectory, OpKind,
     OpRecord, ReadMap, Region, RegionFlush, WritableFile,
 };
 pub use error::{CorruptKind, Error, IoOp, Result};
+pub use recordlog::{RecordLog, RecordLogMode, RecordLogOptions, Records};

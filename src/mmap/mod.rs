@@ -1,5 +1,5 @@
 //! The only module with `unsafe` code: memory maps, `msync`, `fallocate`,
-//! `flock` and `madvise`.
+//! `flock`, `madvise`, and in-place reads of already-validated rkyv archives.
 //!
 //! Everything here is `pub(crate)`. The safe wrappers uphold these rules,
 //! which memmap2 documents as the hazards of file-backed maps:
@@ -15,10 +15,12 @@
 //! - **Zero-length files are never mapped** (mmap of length 0 is `EINVAL`).
 //! - `msync` makes data durable but not names: callers sync directories too.
 
+mod archive;
 mod lock;
 mod map;
 mod prealloc;
 
+pub(crate) use archive::ValidatedArchive;
 pub(crate) use lock::FileLock;
 pub(crate) use map::{ReadOnlyMap, RegionMap, RegionSyncer};
 pub(crate) use prealloc::preallocate;
