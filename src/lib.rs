@@ -33,12 +33,17 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(clippy::missing_safety_doc)]
 
+#[cfg(feature = "async")]
+pub mod async_dir;
 pub mod checkpoint;
 pub mod directory;
 mod error;
 #[allow(unsafe_code)]
 mod mmap;
+pub mod publish;
 pub mod recordlog;
+pub mod recover;
+pub mod wal;
 
 pub use checkpoint::{list_checkpoints, Checkpoint, CheckpointBytes, CheckpointName};
 pub use directory::{

@@ -189,13 +189,16 @@ fn failed_barrier_fails_every_waiter_and_poisons() {
     }
 }
 
+/// Entries by id, as appended or acknowledged.
+type Model = BTreeMap<u64, Vec<u8>>;
+
 /// Takes crash images at every barrier while the writers run: the set of
 /// acknowledged ids is read *before* the image is taken, so every one of them
 /// must be in it.
 struct CrashAtBarrier {
     dir: MemoryDirectory,
-    acked: Arc<Mutex<BTreeMap<u64, Vec<u8>>>>,
-    images: Mutex<Vec<(MemoryDirectory, BTreeMap<u64, Vec<u8>>)>>,
+    acked: Arc<Mutex<Model>>,
+    images: Mutex<Vec<(MemoryDirectory, Model)>>,
     policies: Vec<CrashPolicy>,
     armed: AtomicBool,
 }

@@ -51,6 +51,7 @@ pub use memory::{CrashPolicy, MemoryDirectory, OpRecord};
 /// use zerodur::{Directory, MemoryDirectory};
 ///
 /// let dir: Arc<dyn Directory> = Arc::new(MemoryDirectory::new());
+/// dir.create_dir_all("meta")?;
 /// dir.atomic_write("meta/config", b"v=1")?;
 /// assert_eq!(dir.read("meta/config")?, b"v=1");
 /// assert!(dir.read("../escape").is_err());

@@ -1,6 +1,6 @@
 //! The seeded policy that decides what a simulated power loss keeps.
 
-/// How [`MemoryDirectory::crash_image`] decides the fate of everything that
+/// How [`MemoryDirectory::crash_image`](super::MemoryDirectory::crash_image) decides the fate of everything that
 /// was not made durable. Seeded policies are deterministic: the same seed on
 /// the same state gives the same image.
 ///
