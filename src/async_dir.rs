@@ -92,7 +92,11 @@ impl BlockingBridge {
 }
 
 fn join_error(op: IoOp, path: &str, e: tokio::task::JoinError) -> Error {
-    Error::io(op, path, io::Error::other(format!("blocking task failed: {e}")))
+    Error::io(
+        op,
+        path,
+        io::Error::other(format!("blocking task failed: {e}")),
+    )
 }
 
 impl AsyncDirectory for BlockingBridge {
