@@ -267,6 +267,17 @@ impl Directory for FsDirectory {
             .write(true)
             .open(full)
             .map_err(|e| Error::io(IoOp::Open, path, e))?;
+        // Same error as the memory backend for a file that cannot be a region.
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(IoOp::Metadata, path, e))?
+            .len();
+        if len == 0 {
+            return Err(Error::InvalidArgument {
+                name: "path",
+                reason: format!("cannot map zero-length file `{path}` as a region"),
+            });
+        }
         Ok(Box::new(FsRegion::map(path, &file, &self.faults)?))
     }
 

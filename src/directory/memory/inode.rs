@@ -54,17 +54,44 @@ impl Inode {
     }
 
     pub(super) fn sync_all(&mut self) {
-        self.durable.clone_from(&self.data);
-        self.pending.clear();
+        self.commit(0, self.data.len() as u64);
     }
 
     /// Makes the pages covering `offset..offset+len` durable, and the length.
     pub(super) fn sync_range(&mut self, offset: u64, len: u64) {
         let (a, b) = page_span(offset, len, self.data.len() as u64);
-        if self.durable.len() != self.data.len() {
-            self.durable.resize(self.data.len(), 0);
+        self.commit(a, b);
+    }
+
+    /// A successful barrier over bytes `a..b` (and the length): they become
+    /// durable as written, except bytes whose newest write is in limbo.
+    fn commit(&mut self, a: u64, b: u64) {
+        // IMPORTANT: a write whose barrier failed never becomes durable
+        // through a later barrier; only a newer write over the same bytes
+        // does, and it supersedes the limbo write there for good.
+        let mut kept_old = Vec::new();
+        if !self.limbo.is_empty() {
+            for w in &self.pending {
+                let (s, e) = (w.offset.max(a), (w.offset + w.data.len() as u64).min(b));
+                if s < e {
+                    self.limbo = split_out(std::mem::take(&mut self.limbo), s, e);
+                }
+            }
+            for w in &self.limbo {
+                let (s, e) = (w.offset.max(a), (w.offset + w.data.len() as u64).min(b));
+                if s < e {
+                    let old: Vec<u8> = (s..e)
+                        .map(|p| self.durable.get(p as usize).copied().unwrap_or(0))
+                        .collect();
+                    kept_old.push((s as usize, old));
+                }
+            }
         }
+        self.durable.resize(self.data.len(), 0);
         self.durable[a as usize..b as usize].copy_from_slice(&self.data[a as usize..b as usize]);
+        for (s, old) in kept_old {
+            self.durable[s..s + old.len()].copy_from_slice(&old);
+        }
         self.pending = split_out(std::mem::take(&mut self.pending), a, b);
     }
 
@@ -170,6 +197,20 @@ mod tests {
         assert_eq!(page_span(5000, 5, 100_000), (4096, 8192));
         assert_eq!(page_span(0, 1, 100), (0, 100));
         assert_eq!(page_span(4096, 4096, 1 << 20), (4096, 8192));
+    }
+
+    #[test]
+    fn later_barrier_never_makes_limbo_bytes_durable() {
+        let mut ino = Inode::default();
+        ino.write(0, &[1; 8]);
+        ino.sync_all();
+        ino.write(0, &[2; 8]);
+        ino.fail_range(None);
+        ino.write(6, &[3; 2]); // supersedes the limbo write on bytes 6..8
+        ino.sync_all();
+        assert_eq!(ino.durable, [1, 1, 1, 1, 1, 1, 3, 3]);
+        assert_eq!(ino.limbo.len(), 1);
+        assert_eq!((ino.limbo[0].offset, ino.limbo[0].data.len()), (0, 6));
     }
 
     #[test]

@@ -1,0 +1,583 @@
+//! One suite, written once, run against every `Directory` backend.
+//!
+//! Each property is a function taking a [`Backend`]; the `suite!` macro at the
+//! bottom instantiates every one of them in `mod fs` (an [`FsDirectory`] in a
+//! temporary directory) and `mod memory` (a [`MemoryDirectory`]).
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use support::{
+    assert_invalid_path, assert_io, assert_not_found, pattern, write_file, INVALID_FILE_ONLY,
+    INVALID_PATHS,
+};
+use zerodur::{Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory, OpKind};
+
+/// A backend under test, with the few things the trait cannot do itself.
+struct Backend {
+    dir: Arc<dyn Directory>,
+    /// Opens the same storage again, as a second, independent handle.
+    reopen: Box<dyn Fn() -> Arc<dyn Directory>>,
+    /// Arms a fault on this backend.
+    inject: Box<dyn Fn(Fault)>,
+    /// For the filesystem backend: the directory *containing* the root, which
+    /// must never gain an entry besides the root itself.
+    outside: Option<(tempfile::TempDir, PathBuf)>,
+}
+
+impl Backend {
+    fn fs() -> Backend {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        let fs = FsDirectory::new(&root).expect("open FsDirectory");
+        let dir: Arc<dyn Directory> = Arc::new(fs.clone());
+        let reopen_root = root.clone();
+        Backend {
+            dir,
+            reopen: Box::new(move || FsDirectory::arc(&reopen_root).expect("reopen")),
+            inject: Box::new(move |f| fs.inject(f)),
+            outside: Some((tmp, root)),
+        }
+    }
+
+    fn memory() -> Backend {
+        let mem = MemoryDirectory::new();
+        let dir: Arc<dyn Directory> = Arc::new(mem.clone());
+        let again = mem.clone();
+        Backend {
+            dir,
+            reopen: Box::new(move || Arc::new(again.clone())),
+            inject: Box::new(move |f| mem.inject(f)),
+            outside: None,
+        }
+    }
+
+    fn d(&self) -> &dyn Directory {
+        &*self.dir
+    }
+
+    /// Asserts nothing was created next to the root (paths never escape it).
+    fn assert_nothing_outside(&self) {
+        if let Some((tmp, root)) = &self.outside {
+            let entries: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(entries, vec![root.clone()], "a path escaped the root");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Files: create, write, read, len, list, exists, remove, rename, truncate.
+
+fn create_write_read_and_len(b: &Backend) {
+    let d = b.d();
+    let mut f = d.create("a").unwrap();
+    assert!(f.is_empty());
+    f.write_all(b"hello").unwrap();
+    f.write_all(b" world").unwrap();
+    assert_eq!(f.len(), 11);
+    f.sync().unwrap();
+    drop(f);
+    assert_eq!(d.len("a").unwrap(), 11);
+    assert_eq!(d.read("a").unwrap(), b"hello world");
+    d.sync_file("a").unwrap();
+    d.sync_dir("").unwrap();
+
+    // `create` of an existing file truncates it.
+    let f = d.create("a").unwrap();
+    assert_eq!(f.len(), 0);
+    drop(f);
+    assert_eq!(d.len("a").unwrap(), 0);
+    assert_eq!(d.read("a").unwrap(), b"");
+
+    // A file in a missing directory cannot be created.
+    assert_not_found(d.create("nodir/x"));
+}
+
+fn list_is_sorted_and_shows_only_direct_children(b: &Backend) {
+    let d = b.d();
+    d.create_dir_all("d/sub/deeper").unwrap();
+    for p in ["d/b", "d/a", "d/c", "d/sub/x", "top", "d/sub/deeper/y"] {
+        write_file(d, p, p.as_bytes()).unwrap();
+    }
+    assert_eq!(d.list("").unwrap(), ["d", "top"]);
+    assert_eq!(d.list("d").unwrap(), ["a", "b", "c", "sub"]);
+    assert_eq!(d.list("d/sub").unwrap(), ["deeper", "x"]);
+    assert_eq!(d.list("d/sub/deeper").unwrap(), ["y"]);
+    d.create_dir_all("empty").unwrap();
+    assert!(d.list("empty").unwrap().is_empty());
+    assert_not_found(d.list("missing"));
+}
+
+fn exists_reports_files_dirs_and_root(b: &Backend) {
+    let d = b.d();
+    assert!(d.exists("").unwrap(), "the root always exists");
+    assert!(!d.exists("x").unwrap());
+    d.create_dir_all("x/y").unwrap();
+    assert!(d.exists("x").unwrap());
+    assert!(d.exists("x/y").unwrap());
+    assert!(!d.exists("x/f").unwrap());
+    write_file(d, "x/f", b"1").unwrap();
+    assert!(d.exists("x/f").unwrap());
+    d.remove("x/f").unwrap();
+    assert!(!d.exists("x/f").unwrap());
+}
+
+fn remove_deletes_the_file(b: &Backend) {
+    let d = b.d();
+    write_file(d, "gone", b"data").unwrap();
+    write_file(d, "stays", b"data").unwrap();
+    d.remove("gone").unwrap();
+    assert!(!d.exists("gone").unwrap());
+    assert_not_found(d.read("gone"));
+    assert_not_found(d.remove("gone"));
+    assert_eq!(d.list("").unwrap(), ["stays"]);
+}
+
+fn rename_moves_and_replaces_an_existing_target(b: &Backend) {
+    let d = b.d();
+    write_file(d, "a", b"AAA").unwrap();
+    write_file(d, "b", b"B").unwrap();
+    d.rename("a", "b").unwrap();
+    assert_eq!(d.read("b").unwrap(), b"AAA");
+    assert!(!d.exists("a").unwrap());
+    assert_eq!(d.list("").unwrap(), ["b"]);
+
+    d.create_dir_all("sub").unwrap();
+    d.rename("b", "sub/c").unwrap();
+    assert_eq!(d.read("sub/c").unwrap(), b"AAA");
+    assert_eq!(d.list("").unwrap(), ["sub"]);
+    assert_eq!(d.list("sub").unwrap(), ["c"]);
+    assert_not_found(d.rename("b", "z"));
+}
+
+fn create_dir_all_creates_parents_and_is_idempotent(b: &Backend) {
+    let d = b.d();
+    d.create_dir_all("a/b/c").unwrap();
+    d.create_dir_all("a/b/c").unwrap();
+    d.create_dir_all("a").unwrap();
+    d.create_dir_all("").unwrap();
+    assert_eq!(d.list("a").unwrap(), ["b"]);
+    assert_eq!(d.list("a/b").unwrap(), ["c"]);
+    write_file(d, "a/b/c/f", b"deep").unwrap();
+    assert_eq!(d.read("a/b/c/f").unwrap(), b"deep");
+    d.sync_dir("a/b/c").unwrap();
+    d.sync_dir("a").unwrap();
+}
+
+fn truncate_shrinks_and_refuses_to_extend(b: &Backend) {
+    let d = b.d();
+    let data = pattern(100, 1);
+    write_file(d, "t", &data).unwrap();
+    d.truncate("t", 40).unwrap();
+    assert_eq!(d.len("t").unwrap(), 40);
+    assert_eq!(d.read("t").unwrap(), &data[..40]);
+    match d.truncate("t", 41) {
+        Err(Error::InvalidArgument { name, .. }) => assert_eq!(name, "len"),
+        other => panic!("extending truncate must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        d.len("t").unwrap(),
+        40,
+        "a refused truncate changes nothing"
+    );
+    d.truncate("t", 40).unwrap();
+    d.truncate("t", 0).unwrap();
+    assert_eq!(d.read("t").unwrap(), b"");
+    assert_not_found(d.truncate("missing", 0));
+}
+
+fn open_append_appends_at_the_end(b: &Backend) {
+    let d = b.d();
+    write_file(d, "log", b"abc").unwrap();
+    let mut f = d.open_append("log").unwrap();
+    assert_eq!(f.len(), 3);
+    f.write_all(b"def").unwrap();
+    assert_eq!(f.len(), 6);
+    drop(f);
+    let mut g = d.open_append("log").unwrap();
+    g.write_all(b"g").unwrap();
+    g.sync().unwrap();
+    drop(g);
+    assert_eq!(d.read("log").unwrap(), b"abcdefg");
+    assert_not_found(d.open_append("missing"));
+}
+
+fn atomic_write_replaces_content_and_leaves_no_temp_file(b: &Backend) {
+    let d = b.d();
+    d.atomic_write("cfg", b"v1").unwrap();
+    assert_eq!(d.read("cfg").unwrap(), b"v1");
+    d.atomic_write("cfg", b"version two, longer").unwrap();
+    assert_eq!(d.read("cfg").unwrap(), b"version two, longer");
+    d.atomic_write("cfg", b"3").unwrap();
+    assert_eq!(d.read("cfg").unwrap(), b"3");
+    assert_eq!(d.list("").unwrap(), ["cfg"]);
+
+    d.create_dir_all("m").unwrap();
+    d.atomic_write("m/x", b"inner").unwrap();
+    assert_eq!(d.read("m/x").unwrap(), b"inner");
+    assert_eq!(d.list("m").unwrap(), ["x"]);
+    assert_eq!(d.list("").unwrap(), ["cfg", "m"]);
+}
+
+fn map_read_matches_content_and_is_aligned(b: &Backend) {
+    let d = b.d();
+    let data = pattern(10_000, 2);
+    write_file(d, "m", &data).unwrap();
+    let map = d.map_read("m").unwrap();
+    assert_eq!(&map[..], &data[..]);
+    assert_eq!(
+        map.as_ptr() as usize % 16,
+        0,
+        "map_read must start 16-byte aligned"
+    );
+    map.advise_sequential();
+    assert_eq!(map.len(), 10_000);
+
+    write_file(d, "empty", b"").unwrap();
+    let empty = d.map_read("empty").unwrap();
+    assert!(empty.is_empty());
+    assert_eq!(&empty[..], b"");
+    assert_not_found(d.map_read("missing"));
+}
+
+// ---------------------------------------------------------------------------
+// Regions.
+
+fn create_region_is_zero_filled_exact_and_exclusive(b: &Backend) {
+    let d = b.d();
+    let r = d.create_region("r", 10_000).unwrap();
+    assert_eq!(r.len(), 10_000);
+    assert!(!r.is_empty());
+    assert_eq!(r.path(), "r");
+    assert_eq!(r.bytes().len(), 10_000);
+    assert!(
+        r.bytes().iter().all(|&x| x == 0),
+        "a new region reads as zeros"
+    );
+    assert_eq!(d.len("r").unwrap(), 10_000);
+    assert_eq!(d.read("r").unwrap(), vec![0; 10_000]);
+    r.prefault().unwrap();
+
+    match d.create_region("r", 4096) {
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("second create_region must be AlreadyExists, got {other:?}"),
+    }
+    write_file(d, "plain", b"x").unwrap();
+    match d.create_region("plain", 4096) {
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("create_region over a file must be AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(d.read("plain").unwrap(), b"x");
+    match d.create_region("zero", 0) {
+        Err(Error::InvalidArgument { name, .. }) => assert_eq!(name, "len"),
+        other => panic!("zero-length region must be refused, got {other:?}"),
+    }
+    assert!(!d.exists("zero").unwrap());
+    assert_not_found(d.create_region("nodir/r", 4096));
+}
+
+fn region_write_at_is_visible_and_bounds_checked(b: &Backend) {
+    let d = b.d();
+    let mut r = d.create_region("r", 8192).unwrap();
+    r.write_at(0, b"head").unwrap();
+    r.write_at(8188, b"tail").unwrap();
+    r.write_at(4094, b"span").unwrap(); // crosses a page boundary
+    r.write_at(8192, b"").unwrap(); // empty write at the very end fits
+    assert_eq!(&r.bytes()[..4], b"head");
+    assert_eq!(&r.bytes()[4094..4098], b"span");
+    assert_eq!(&r.bytes()[8188..], b"tail");
+
+    let before = r.bytes().to_vec();
+    match r.write_at(8189, b"tail") {
+        Err(Error::OutOfBounds {
+            offset, len, size, ..
+        }) => assert_eq!((offset, len, size), (8189, 4, 8192)),
+        other => panic!("expected OutOfBounds, got {other:?}"),
+    }
+    assert!(matches!(
+        r.write_at(u64::MAX, b"x"),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        r.write_at(8193, b""),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert_eq!(r.bytes(), &before[..], "a refused write writes nothing");
+
+    r.flush_range(0, 8192).unwrap();
+    // The file's bytes are the region's bytes.
+    assert_eq!(d.read("r").unwrap(), before);
+    assert!(r.flush_range(8000, 500).is_err(), "flush past the end");
+    r.flush_range(8192, 0).unwrap();
+}
+
+fn flusher_runs_from_another_thread_while_the_owner_writes(b: &Backend) {
+    const LEN: u64 = 64 * 1024;
+    const CHUNK: usize = 1000;
+    let d = b.d();
+    let mut r = d.create_region("seg", LEN).unwrap();
+    let flusher = r.flusher();
+    let written = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let flushes = AtomicU64::new(0);
+    let expected = pattern(LEN as usize, 3);
+
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Flush whatever the owner has written so far, over and over.
+            loop {
+                let upto = written.load(Ordering::Acquire);
+                if upto > 0 {
+                    flusher.flush_range(0, upto).expect("concurrent flush");
+                    flushes.fetch_add(1, Ordering::Relaxed);
+                }
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        });
+        for (i, chunk) in expected.chunks(CHUNK).enumerate() {
+            let off = (i * CHUNK) as u64;
+            r.write_at(off, chunk).unwrap();
+            written.store(off + chunk.len() as u64, Ordering::Release);
+            if i % 8 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        done.store(true, Ordering::Release);
+    });
+
+    assert!(flushes.load(Ordering::Relaxed) > 0, "the flusher never ran");
+    flusher.flush_range(0, LEN).unwrap();
+    assert!(flusher.flush_range(1, LEN).is_err(), "flush past the end");
+    assert_eq!(r.bytes(), &expected[..]);
+    drop(r);
+    assert_eq!(d.read("seg").unwrap(), expected);
+}
+
+fn open_region_sees_earlier_writes(b: &Backend) {
+    let d = b.d();
+    let mut r = d.create_region("r", 12_288).unwrap();
+    r.write_at(100, b"first life").unwrap();
+    r.flush_range(100, 10).unwrap();
+    drop(r);
+
+    let mut again = d.open_region("r").unwrap();
+    assert_eq!(again.len(), 12_288);
+    assert_eq!(&again.bytes()[100..110], b"first life");
+    again.write_at(5000, b"second").unwrap();
+    again.flush_range(0, 12_288).unwrap();
+    drop(again);
+    let all = d.read("r").unwrap();
+    assert_eq!(&all[100..110], b"first life");
+    assert_eq!(&all[5000..5006], b"second");
+
+    assert_not_found(d.open_region("missing"));
+    write_file(d, "empty", b"").unwrap();
+    match d.open_region("empty") {
+        Err(Error::InvalidArgument { .. }) => {}
+        other => panic!("a zero-length file is not a region, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lock.
+
+fn lock_is_exclusive_and_released_on_drop(b: &Backend) {
+    let d = b.d();
+    let held = d.lock("LOCK").unwrap();
+    match d.lock("LOCK") {
+        Err(Error::Locked { .. }) => {}
+        other => panic!("second lock must be Locked, got {other:?}"),
+    }
+    // A second, independent handle on the same storage is refused too.
+    let other = (b.reopen)();
+    assert!(matches!(other.lock("LOCK"), Err(Error::Locked { .. })));
+    // Another name is another lock.
+    let unrelated = d.lock("OTHER").unwrap();
+    drop(held);
+    let again = other.lock("LOCK").expect("released on drop");
+    assert!(matches!(d.lock("LOCK"), Err(Error::Locked { .. })));
+    drop(again);
+    drop(unrelated);
+    drop(d.lock("LOCK").expect("free again"));
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+type PathCall = Box<dyn Fn(&dyn Directory, &str) -> zerodur::Result<()>>;
+
+/// Every method that takes a path, called with `p` in that position.
+/// `true` marks methods whose path is a directory (`""` is the root there).
+fn path_methods() -> Vec<(&'static str, bool, PathCall)> {
+    fn m(
+        name: &'static str,
+        dir: bool,
+        f: impl Fn(&dyn Directory, &str) -> zerodur::Result<()> + 'static,
+    ) -> (&'static str, bool, PathCall) {
+        (name, dir, Box::new(f))
+    }
+    vec![
+        m("create_dir_all", true, |d, p| d.create_dir_all(p)),
+        m("exists", true, |d, p| d.exists(p).map(drop)),
+        m("list", true, |d, p| d.list(p).map(drop)),
+        m("sync_dir", true, |d, p| d.sync_dir(p)),
+        m("len", false, |d, p| d.len(p).map(drop)),
+        m("read", false, |d, p| d.read(p).map(drop)),
+        m("map_read", false, |d, p| d.map_read(p).map(drop)),
+        m("create", false, |d, p| d.create(p).map(drop)),
+        m("open_append", false, |d, p| d.open_append(p).map(drop)),
+        m("truncate", false, |d, p| d.truncate(p, 0)),
+        m("sync_file", false, |d, p| d.sync_file(p)),
+        m("rename(from)", false, |d, p| d.rename(p, "target")),
+        m("rename(to)", false, |d, p| d.rename("source", p)),
+        m("remove", false, |d, p| d.remove(p)),
+        m("create_region", false, |d, p| {
+            d.create_region(p, 4096).map(drop)
+        }),
+        m("open_region", false, |d, p| d.open_region(p).map(drop)),
+        m("lock", false, |d, p| d.lock(p).map(drop)),
+        m("atomic_write", false, |d, p| d.atomic_write(p, b"x")),
+    ]
+}
+
+fn invalid_paths_are_refused_by_every_method(b: &Backend) {
+    let d = b.d();
+    write_file(d, "source", b"src").unwrap();
+    let before = support::dump(d);
+    for (name, takes_dir, call) in path_methods() {
+        for bad in INVALID_PATHS {
+            assert_invalid_path(call(d, bad), &format!("{name}({bad:?})"));
+        }
+        for bad in INVALID_FILE_ONLY {
+            let r = call(d, bad);
+            if takes_dir {
+                r.unwrap_or_else(|e| panic!("{name}({bad:?}) names the root: {e}"));
+            } else {
+                assert_invalid_path(r, &format!("{name}({bad:?})"));
+            }
+        }
+    }
+    assert_eq!(support::dump(d), before, "a refused path changed something");
+    b.assert_nothing_outside();
+}
+
+fn missing_files_are_not_found(b: &Backend) {
+    let d = b.d();
+    assert_not_found(d.read("nope"));
+    assert_not_found(d.len("nope"));
+    assert_not_found(d.map_read("nope"));
+    assert_not_found(d.open_append("nope"));
+    assert_not_found(d.open_region("nope"));
+    assert_not_found(d.truncate("nope", 0));
+    assert_not_found(d.sync_file("nope"));
+    assert_not_found(d.remove("nope"));
+    assert_not_found(d.rename("nope", "other"));
+    assert_not_found(d.list("nodir"));
+    assert_not_found(d.sync_dir("nodir"));
+    assert_not_found(d.read("nodir/nope"));
+    assert!(
+        !d.exists("other").unwrap(),
+        "a failed rename created its target"
+    );
+    match d.read("nope") {
+        Err(e) => assert!(e.is_not_found() && e.raw_os_error().is_none()),
+        Ok(_) => unreachable!(),
+    }
+}
+
+fn injected_eio_fails_file_syncs(b: &Backend) {
+    let d = b.d();
+    write_file(d, "f", b"data").unwrap();
+    (b.inject)(Fault::eio().on(OpKind::SyncFile));
+    assert_io(d.sync_file("f"), IoOp::SyncFile, libc::EIO);
+    d.sync_file("f").expect("a one-shot fault fires once");
+
+    let mut f = d.open_append("f").unwrap();
+    f.write_all(b" more").unwrap();
+    (b.inject)(Fault::eio().on(OpKind::SyncFile));
+    assert_io(f.sync(), IoOp::SyncFile, libc::EIO);
+    f.sync().unwrap();
+
+    // Only the targeted kind is hit, and only from the nth on.
+    (b.inject)(Fault::eio().on(OpKind::SyncFile).nth(2));
+    d.sync_dir("").unwrap();
+    d.sync_file("f").unwrap();
+    assert_io(d.sync_file("f"), IoOp::SyncFile, libc::EIO);
+
+    let mut r = d.create_region("r", 4096).unwrap();
+    r.write_at(0, b"x").unwrap();
+    (b.inject)(Fault::eio().on(OpKind::FlushRange));
+    assert_io(r.flush_range(0, 1), IoOp::FlushRange, libc::EIO);
+    r.flush_range(0, 1).unwrap();
+}
+
+fn injected_enospc_fails_create_region_and_leaves_no_file(b: &Backend) {
+    let d = b.d();
+    (b.inject)(Fault::enospc().on(OpKind::Allocate));
+    assert_io(d.create_region("seg", 8192), IoOp::Allocate, libc::ENOSPC);
+    assert!(!d.exists("seg").unwrap(), "a failed allocation left a file");
+    assert!(d.list("").unwrap().is_empty());
+    let r = d.create_region("seg", 8192).expect("the fault fired once");
+    assert_eq!(r.len(), 8192);
+
+    // Persistent faults keep firing.
+    (b.inject)(Fault::enospc().on(OpKind::Allocate).persistent());
+    for name in ["a", "b", "c"] {
+        assert_io(d.create_region(name, 4096), IoOp::Allocate, libc::ENOSPC);
+        assert!(!d.exists(name).unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod fs {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&super::Backend::fs());
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&super::Backend::memory());
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    create_write_read_and_len,
+    list_is_sorted_and_shows_only_direct_children,
+    exists_reports_files_dirs_and_root,
+    remove_deletes_the_file,
+    rename_moves_and_replaces_an_existing_target,
+    create_dir_all_creates_parents_and_is_idempotent,
+    truncate_shrinks_and_refuses_to_extend,
+    open_append_appends_at_the_end,
+    atomic_write_replaces_content_and_leaves_no_temp_file,
+    map_read_matches_content_and_is_aligned,
+    create_region_is_zero_filled_exact_and_exclusive,
+    region_write_at_is_visible_and_bounds_checked,
+    flusher_runs_from_another_thread_while_the_owner_writes,
+    open_region_sees_earlier_writes,
+    lock_is_exclusive_and_released_on_drop,
+    invalid_paths_are_refused_by_every_method,
+    missing_files_are_not_found,
+    injected_eio_fails_file_syncs,
+    injected_enospc_fails_create_region_and_leaves_no_file,
+);
