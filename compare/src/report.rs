@@ -13,6 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::harness::{Contender, Measure, Sample, Stats, TaskResult};
 use crate::{raw, zerodur_peer, Scale};
 
+/// A 1-minute load average from which the report warns that figures are noisy.
+const BUSY_LOAD: f64 = 1.0;
+
 /// Line colours per contender, in contender order.
 const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#7f7f7f"];
 
@@ -245,6 +248,7 @@ pub fn markdown(
     let zerodur = names.iter().position(|n| *n == zerodur_peer::NAME);
     let raw = names.iter().position(|n| *n == raw::NAME);
     let rows = rows(results);
+    let load_at_end = load_average();
     let mut out = String::new();
 
     let _ = writeln!(out, "# zerodur vs peers ({} mode)\n", env.mode);
@@ -262,8 +266,19 @@ pub fn markdown(
         env.rounds,
         elapsed.as_secs_f64(),
         env.load_at_start,
-        load_average()
+        load_at_end
     );
+    let busy = [env.load_at_start.as_str(), load_at_end.as_str()]
+        .iter()
+        .any(|load| load.parse::<f64>().is_ok_and(|load| load >= BUSY_LOAD));
+    if busy {
+        let _ = writeln!(
+            out,
+            "> **The machine was busy** (load average ≥ {BUSY_LOAD} during the run): \
+             fsync-bound figures include CPU wake-up delays and vary from round to round. \
+             Rerun on an idle machine before quoting them.\n"
+        );
+    }
 
     // Summary table.
     let others: Vec<usize> = (0..names.len()).filter(|&i| Some(i) != zerodur).collect();
@@ -646,7 +661,11 @@ pub fn svg(env: &Environment, contenders: &[&dyn Contender], results: &[TaskResu
         .map(|s| s.p50)
         .fold(f64::INFINITY, f64::min);
     // Log scale: a p99 of milliseconds must not flatten p50 bars of tens of microseconds.
-    let latency_axis = Axis::log_covering(min_latency, max_latency);
+    let latency_axis = if max_latency > 0.0 {
+        Axis::log_covering(min_latency, max_latency)
+    } else {
+        Axis::Linear { max: 1.0 }
+    };
     right.frame(
         &mut svg,
         "Durable append latency, 128 B, 1 writer",
@@ -742,6 +761,32 @@ mod tests {
         assert_eq!(axis.fraction(10.0), 0.0);
         assert!((axis.fraction(100.0) - 1.0 / 3.0).abs() < 1e-9);
         assert_eq!(axis.ticks().len(), 10);
+    }
+
+    #[test]
+    fn chart_without_any_data_still_renders() {
+        let env = Environment {
+            date: String::new(),
+            kernel: String::new(),
+            cpu: String::new(),
+            cores: 2,
+            filesystem: String::new(),
+            scratch: String::new(),
+            mode: "quick",
+            rounds: 1,
+            load_at_start: String::new(),
+        };
+        let contenders: [&dyn Contender; 1] = [&crate::zerodur_peer::Zerodur];
+        let results = [TaskResult {
+            key: "append-latency".to_string(),
+            title: "durable append".to_string(),
+            measure: Measure::Latency,
+            samples: vec![(zerodur_peer::NAME, Err(crate::harness::Skip::NotWired))],
+        }];
+        let chart = svg(&env, &contenders, &results);
+        assert_eq!(chart.matches("no data").count(), 2);
+        let text = markdown(&env, &contenders, &results, Duration::ZERO);
+        assert!(text.contains("| durable append p50 | n/a |"));
     }
 
     #[test]
