@@ -174,6 +174,15 @@ impl FrameHeader {
     }
 }
 
+/// The durable watermark of the frame whose (already validated) header
+/// starts at `off` of `buf`: what [`FrameHeader::durable_watermark`] says,
+/// without decoding the frame again. `None` if unknown or out of bounds.
+pub(crate) fn watermark_at(buf: &[u8], off: usize) -> Option<u64> {
+    let h = buf.get(off..off.checked_add(FRAME_HEADER_LEN)?)?;
+    let lag = u32_at(h, 24);
+    (lag != u32::MAX).then(|| u64_at(h, 8).saturating_sub(lag.into()))
+}
+
 /// Lag field for a frame with id `entry` written when `durable` was the
 /// highest durable id.
 pub(crate) fn durable_lag(entry: u64, durable: u64) -> u32 {

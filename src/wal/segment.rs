@@ -188,6 +188,26 @@ pub(crate) fn durable_evidence(
     None
 }
 
+/// Offset of the first entry frame with an id above `proven` in the chain of
+/// frames that [`Cursor::step`] already validated from the segment's first
+/// slot up to offset `end`; `end` if every entry before it has a lower id.
+/// Hops by the length fields only (no second CRC pass).
+pub(crate) fn first_entry_above(buf: &[u8], proven: u64, end: usize) -> usize {
+    let mut off = SEGMENT_HEADER_LEN;
+    while off < end {
+        let Some(h) = buf.get(off..off + FRAME_HEADER_LEN) else {
+            break;
+        };
+        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
+        let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        if matches!(h[4], KIND_ENTRY | KIND_ENTRY_CONT) && id > proven {
+            return off;
+        }
+        off += super::format::frame_len(len as usize);
+    }
+    end
+}
+
 fn proves_durable(h: &FrameHeader, bad_id: u64) -> bool {
     h.entry.0 > bad_id && h.durable_watermark().is_some_and(|w| w >= bad_id)
 }

@@ -10,13 +10,16 @@ use rkyv::util::AlignedVec;
 
 use super::commit::{Flushed, GroupCommit};
 use super::format::{
-    durable_lag, frame_len, FileName, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, KIND_ENTRY,
-    KIND_ENTRY_CONT, KIND_RESUME, KIND_SEAL, LOCK_NAME, SEAL_RESERVE, SEGMENT_HEADER_LEN,
+    durable_lag, frame_len, watermark_at, FileName, FrameHeader, SegmentHeader, FRAME_HEADER_LEN,
+    KIND_ENTRY, KIND_ENTRY_CONT, KIND_RESUME, KIND_SEAL, LOCK_NAME, SEAL_RESERVE,
+    SEGMENT_HEADER_LEN,
 };
 use super::observer::{Counters, WalEvent, WalStats};
 use super::options::{segment_capacity, SyncPolicy, WalOptions};
 use super::reader::{check_header, is_unborn};
-use super::segment::{durable_evidence, Cursor, End, Step, ZERO_EVIDENCE_WINDOW_BYTES};
+use super::segment::{
+    durable_evidence, first_entry_above, Cursor, End, Step, ZERO_EVIDENCE_WINDOW_BYTES,
+};
 use super::{EntryId, SegmentId};
 use crate::directory::path::{join, parent};
 use crate::directory::{DirLock, Directory, Region, RegionFlush};
@@ -80,10 +83,14 @@ impl Wal {
     pub fn open(dir: Arc<dyn Directory>, opts: WalOptions) -> Result<Wal> {
         let max_entry = opts.validate()?;
         let wal_dir = opts.dir.clone();
-        if !wal_dir.is_empty() && !dir.exists(&wal_dir)? {
-            dir.create_dir_all(&wal_dir)?;
+        if !wal_dir.is_empty() {
+            if !dir.exists(&wal_dir)? {
+                dir.create_dir_all(&wal_dir)?;
+            }
             // IMPORTANT: the WAL directory's own entry must be durable before
-            // any segment inside it is relied on.
+            // any segment inside it is relied on -- also when it already
+            // exists: a writer killed between creating it and this sync left
+            // a name that a power loss can still take away.
             sync_parents(&*dir, &wal_dir)?;
         }
         let lock = dir.lock(&join(&wal_dir, LOCK_NAME))?;
@@ -272,6 +279,11 @@ impl Wal {
     }
 
     pub(super) fn sync_to(&self, id: EntryId) -> Result<()> {
+        // IMPORTANT: after a failed barrier every call fails, even one whose
+        // entries were durable before it: a retried sync must never report
+        // success after a failed one (the caller cannot know what the failed
+        // barrier covered, e.g. a rotation's seal).
+        self.commit.check()?;
         self.commit.wait_durable(id.0, || self.flush_active())
     }
 
@@ -558,6 +570,11 @@ impl Opener<'_> {
         pool: Vec<SegmentId>,
     ) -> Result<(Active, u64, Vec<SegmentId>)> {
         let wal_dir = &self.opts.dir;
+        // IMPORTANT: a writer killed (not crashed) mid-rotation or
+        // mid-truncation leaves creates and renames that are visible but not
+        // durable. Make them durable before resuming on top of them, or a
+        // power loss could take away the segment new entries go into.
+        self.dir.sync_dir(wal_dir)?;
         let last = *segments.last().expect("non-empty");
         let path = seg_path(wal_dir, last);
         let region = match self.dir.open_region(&path) {
@@ -618,13 +635,28 @@ impl Opener<'_> {
         path: &str,
         mut pool: Vec<SegmentId>,
     ) -> Result<(Active, u64, Vec<SegmentId>)> {
+        // IMPORTANT: bytes found here are only what the page cache says. If a
+        // barrier over them failed (in this process, or in another since
+        // boot), their pages were left clean but never written, and no later
+        // msync writes them back. So the header, and every frame that no
+        // frame's durable watermark proves durable, are written again,
+        // unchanged, before the barriers below: dirty again, they really
+        // become durable (or the barrier fails).
+        rewrite(&mut *region, 0, SEGMENT_HEADER_LEN)?;
+        let mut proven = h.first_entry.0 - 1;
         let mut c = Cursor::new(h);
         let end = loop {
             match c.step(region.bytes()) {
-                Ok(Step::Entry { .. }) => {}
+                Ok(Step::Entry { payload, .. }) => {
+                    let at = payload.0 - FRAME_HEADER_LEN;
+                    proven = proven.max(watermark_at(region.bytes(), at).unwrap_or(0));
+                }
                 Ok(Step::Sealed { next }) => {
                     // Sealed, but the next segment never appeared: start it.
-                    region.flush_range(0, (c.off + FRAME_HEADER_LEN) as u64)?;
+                    let seal_end = c.off + FRAME_HEADER_LEN;
+                    let from = first_entry_above(region.bytes(), proven, c.off);
+                    rewrite(&mut *region, from, seal_end)?;
+                    region.flush_range(0, seal_end as u64)?;
                     let epoch = c.epoch.max(self.pool_epoch) + 1;
                     let recycled = self.take_recyclable(&mut pool);
                     let a = self.create(SegmentId(h.segment.0 + 1), next.0, epoch, recycled)?;
@@ -647,6 +679,17 @@ impl Opener<'_> {
                 CorruptKind::BadFrame("damaged frame below the durable point"),
             ));
         }
+        let from = first_entry_above(region.bytes(), proven, c.off);
+        rewrite(&mut *region, from, c.off)?;
+        // IMPORTANT: everything before the tail is durable *before* the
+        // marker (or seal) is written. A marker that reached the disk ahead
+        // of the frames it follows (the kernel writes dirty pages back in any
+        // order) would outlive them in a crash: the next resume would stop
+        // before it, pick the same new epoch, and the stale marker would then
+        // read as damage below the durable point, or as a current-epoch frame
+        // with the wrong id. Its durable lag ("everything before me is
+        // durable") is only true this way.
+        region.flush_range(0, c.off as u64)?;
         // IMPORTANT: whatever lies after the tail (a torn frame, frames that
         // reached the disk without their predecessors) must never replay.
         // A resume marker starts a new epoch here; older-epoch frames after
@@ -662,7 +705,6 @@ impl Opener<'_> {
         if c.off + 2 * FRAME_HEADER_LEN + SEAL_RESERVE > region.len() as usize {
             // No room for marker plus a frame: seal here and move on.
             let mut a = active(region, h.segment, h.first_entry.0, c.epoch, c.off);
-            a.synced_off = 0;
             seal(&mut a, c.next, c.next - 1)?;
             let recycled = self.take_recyclable(&mut pool);
             let a = self.create(SegmentId(h.segment.0 + 1), c.next, epoch, recycled)?;
@@ -671,15 +713,31 @@ impl Opener<'_> {
         region.write_at(c.off as u64, &marker.encode(&[]))?;
         let tail = c.off + FRAME_HEADER_LEN;
         region.write_at(tail as u64, &ZERO_SLOT)?;
-        // Everything before the tail becomes durable with the marker (a
-        // restarted process may find entries still only in the page cache).
-        region.flush_range(0, (tail + FRAME_HEADER_LEN) as u64)?;
+        region.flush_range(c.off as u64, 2 * FRAME_HEADER_LEN as u64)?;
         Ok((
             active(region, h.segment, h.first_entry.0, epoch, tail),
             c.next,
             pool,
         ))
     }
+}
+
+/// Bytes copied per write by [`rewrite`].
+const REWRITE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Writes bytes `from..to` of `region` again, unchanged, so that they are
+/// dirty and the next barrier over them writes them to disk.
+fn rewrite(region: &mut dyn Region, from: usize, to: usize) -> Result<()> {
+    let mut buf = Vec::with_capacity(to.saturating_sub(from).min(REWRITE_CHUNK_BYTES));
+    let mut at = from;
+    while at < to {
+        let end = (at + REWRITE_CHUNK_BYTES).min(to);
+        buf.clear();
+        buf.extend_from_slice(&region.bytes()[at..end]);
+        region.write_at(at as u64, &buf)?;
+        at = end;
+    }
+    Ok(())
 }
 
 fn active(region: Box<dyn Region>, id: SegmentId, first: u64, epoch: u64, off: usize) -> Active {
