@@ -26,8 +26,6 @@ use std::time::{Duration, Instant};
 pub enum Skip {
     /// The contender's API has no such operation; the text says why.
     Unsupported(&'static str),
-    /// The operation exists but this harness does not call it yet.
-    NotWired,
     /// The contender returned an error or produced wrong results.
     Failed(String),
 }
@@ -42,7 +40,6 @@ impl Skip {
     pub fn describe(&self) -> String {
         match self {
             Skip::Unsupported(why) => format!("not supported: {why}"),
-            Skip::NotWired => "not yet wired into this benchmark".to_string(),
             Skip::Failed(error) => format!("failed: {error}"),
         }
     }

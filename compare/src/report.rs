@@ -781,7 +781,10 @@ mod tests {
             key: "append-latency".to_string(),
             title: "durable append".to_string(),
             measure: Measure::Latency,
-            samples: vec![(zerodur_peer::NAME, Err(crate::harness::Skip::NotWired))],
+            samples: vec![(
+                zerodur_peer::NAME,
+                Err(crate::harness::Skip::Unsupported("test")),
+            )],
         }];
         let chart = svg(&env, &contenders, &results);
         assert_eq!(chart.matches("no data").count(), 2);
