@@ -221,7 +221,7 @@ impl Contender for Zerodur {
             &RecoveryOptions::strict().tag(TAG),
             |checkpoint| {
                 let loaded = checkpoint.map_or(0, |c| c.len() as u64);
-                let sum = checkpoint.map_or(0, |c| scan(c));
+                let sum = checkpoint.map_or(0, scan);
                 (loaded, sum, 0u64)
             },
             |(_, sum, applied), _id, entry| {
