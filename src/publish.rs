@@ -155,7 +155,15 @@ where
     let folder = opts.checkpoint_dir.as_str();
     if !folder.is_empty() && !dir.exists(folder)? {
         dir.create_dir_all(folder)?;
-        dir.sync_dir(parent(folder))?;
+        // IMPORTANT: `create_dir_all` may have made every directory on the
+        // way new; sync each parent, innermost first, so the whole chain of
+        // names is durable before the checkpoint (and the truncation that
+        // relies on it) is.
+        let mut p = folder;
+        while !p.is_empty() {
+            p = parent(p);
+            dir.sync_dir(p)?;
+        }
     }
     let name = CheckpointName::new(Some(last_entry.get()));
     let path = name.path_in(folder);
