@@ -595,8 +595,13 @@ impl Opener<'_> {
                     1 => (1, 0),
                     n => self.sealed_end(segments[n - 2])?,
                 };
+                // IMPORTANT: with no segment before it there is no expected
+                // first id, as in the reader: a sole segment whose first slot
+                // holds an entry was born, whatever its id (a truncated log
+                // starts anywhere), so its bad header is damage.
+                let expect = (segments.len() > 1).then_some(first);
                 if let (Some(r), Some(Err(e))) = (&region, header) {
-                    if !is_unborn(r.bytes(), Some(first)) {
+                    if !is_unborn(r.bytes(), expect) {
                         return Err(e);
                     }
                 }
