@@ -109,7 +109,12 @@ impl Cursor {
                             None => return Ok(Step::End(End::Torn("incomplete batch"))),
                         }
                     }
-                    self.next += 1;
+                    // An id with no successor cannot be in a log: only a
+                    // hostile or damaged file gets here.
+                    let Some(next) = self.next.checked_add(1) else {
+                        return Err(self.damage(CorruptKind::BadFrame("entry id out of range")));
+                    };
+                    self.next = next;
                     self.off = end;
                     return Ok(Step::Entry {
                         id: header.entry,
@@ -148,7 +153,7 @@ fn batch_end(buf: &[u8], mut off: usize, mut id: u64, epoch: u64) -> Option<usiz
                     KIND_ENTRY => return Some(end),
                     _ => return None,
                 }
-                id += 1;
+                id = id.checked_add(1)?;
                 off = end;
             }
             _ => return None,

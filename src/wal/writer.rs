@@ -114,14 +114,21 @@ impl Wal {
                 },
             ));
         }
-        let pool_epoch = pool
+        let (pool_epoch, pool_newest) = pool
             .iter()
             .filter_map(|&id| {
                 let map = dir.map_read(&free_path(&wal_dir, id)).ok()?;
-                SegmentHeader::decode(&map).ok().map(|h| h.epoch)
+                SegmentHeader::decode(&map).ok().map(|h| (h.epoch, id))
             })
             .max()
-            .unwrap_or(0);
+            .unwrap_or((0, SegmentId(0)));
+        // New epochs must exceed every pooled file's: one must exist.
+        successor(
+            pool_epoch,
+            &free_path(&wal_dir, pool_newest),
+            EPOCH_AT,
+            EPOCH_RANGE,
+        )?;
         let opener = Opener {
             dir: &*dir,
             opts: &opts,
@@ -345,6 +352,14 @@ impl Wal {
         }
         let mut st = self.lock_state();
         self.commit.check()?;
+        // Ids can come from disk: the last one appended must have a
+        // successor (an entry with the largest id is corrupt to the reader).
+        if st.next_id.checked_add(payloads.len() as u64).is_none() {
+            return Err(Error::InvalidArgument {
+                name: "payloads",
+                reason: format!("no entry ids left after {}", st.next_id - 1),
+            });
+        }
         self.ensure_room(&mut st, total).map_err(|e| self.fail(e))?;
         let first = st.next_id;
         let durable = self.commit.durable();
@@ -409,18 +424,20 @@ impl Wal {
     /// one (recycled if the pool has a file).
     fn rotate(&self, st: &mut State) -> Result<()> {
         let next_id = st.next_id;
+        let from = st.active.id;
+        let path = seg_path(&self.opts.dir, from);
+        let new_id = SegmentId(successor(from.0, &path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?);
+        let epoch = successor(st.active.epoch, &path, EPOCH_AT, EPOCH_RANGE)?;
         let old = &mut st.active;
         seal(old, next_id, self.commit.durable())?;
         self.commit.advance(next_id - 1);
-        let from = old.id;
-        let new_id = SegmentId(from.0 + 1);
         let opener = Opener {
             dir: &*self.dir,
             opts: &self.opts,
             pool_epoch: 0,
         };
         let recycled = opener.take_recyclable(&mut st.pool);
-        st.active = opener.create(new_id, next_id, st.active.epoch + 1, recycled)?;
+        st.active = opener.create(new_id, next_id, epoch, recycled)?;
         Counters::add(&self.counters.rotations, 1);
         Counters::add(&self.counters.syncs, 1);
         if recycled.is_some() {
@@ -608,7 +625,7 @@ impl Opener<'_> {
                 drop(region);
                 self.dir.remove(&path)?;
                 self.dir.sync_dir(wal_dir)?;
-                let epoch = epoch.max(self.pool_epoch) + 1;
+                let epoch = successor(epoch.max(self.pool_epoch), &path, EPOCH_AT, EPOCH_RANGE)?;
                 Ok((self.create(last, first, epoch, None)?, first, pool))
             }
         }
@@ -658,13 +675,15 @@ impl Opener<'_> {
                 }
                 Ok(Step::Sealed { next }) => {
                     // Sealed, but the next segment never appeared: start it.
+                    let epoch =
+                        successor(c.epoch.max(self.pool_epoch), path, EPOCH_AT, EPOCH_RANGE)?;
+                    let id = successor(h.segment.0, path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?;
                     let seal_end = c.off + FRAME_HEADER_LEN;
                     let from = first_entry_above(region.bytes(), proven, c.off);
                     rewrite(&mut *region, from, seal_end)?;
                     region.flush_range(0, seal_end as u64)?;
-                    let epoch = c.epoch.max(self.pool_epoch) + 1;
                     let recycled = self.take_recyclable(&mut pool);
-                    let a = self.create(SegmentId(h.segment.0 + 1), next.0, epoch, recycled)?;
+                    let a = self.create(SegmentId(id), next.0, epoch, recycled)?;
                     return Ok((a, next.0, pool));
                 }
                 Ok(Step::End(end)) => break end,
@@ -699,7 +718,7 @@ impl Opener<'_> {
         // reached the disk without their predecessors) must never replay.
         // A resume marker starts a new epoch here; older-epoch frames after
         // it are dead.
-        let epoch = c.epoch.max(self.pool_epoch) + 1;
+        let epoch = successor(c.epoch.max(self.pool_epoch), path, EPOCH_AT, EPOCH_RANGE)?;
         let marker = FrameHeader {
             len: 0,
             kind: KIND_RESUME,
@@ -709,10 +728,11 @@ impl Opener<'_> {
         };
         if c.off + 2 * FRAME_HEADER_LEN + SEAL_RESERVE > region.len() as usize {
             // No room for marker plus a frame: seal here and move on.
+            let id = successor(h.segment.0, path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?;
             let mut a = active(region, h.segment, h.first_entry.0, c.epoch, c.off);
             seal(&mut a, c.next, c.next - 1)?;
             let recycled = self.take_recyclable(&mut pool);
-            let a = self.create(SegmentId(h.segment.0 + 1), c.next, epoch, recycled)?;
+            let a = self.create(SegmentId(id), c.next, epoch, recycled)?;
             return Ok((a, c.next, pool));
         }
         region.write_at(c.off as u64, &marker.encode(&[]))?;
@@ -725,6 +745,19 @@ impl Opener<'_> {
             pool,
         ))
     }
+}
+
+/// Offsets of the segment header's id and epoch fields, named in errors.
+const SEGMENT_ID_AT: u64 = 16;
+const EPOCH_AT: u64 = 32;
+const SEGMENT_ID_RANGE: &str = "segment id out of range";
+const EPOCH_RANGE: &str = "epoch out of range";
+
+/// The value after `n`, an id or epoch read from `path`: values on disk can
+/// be anything, and the largest has no successor.
+fn successor(n: u64, path: &str, offset: u64, what: &'static str) -> Result<u64> {
+    n.checked_add(1)
+        .ok_or_else(|| Error::corrupt(path, offset, CorruptKind::BadHeader(what)))
 }
 
 /// Bytes copied per write by [`rewrite`].
