@@ -213,6 +213,27 @@ pub(crate) fn first_entry_above(buf: &[u8], proven: u64, end: usize) -> usize {
     end
 }
 
+/// The highest epoch among `floor` and every well-formed frame at or after
+/// offset `from` (16-byte steps). A writer starting a new epoch at `from`
+/// must go above it: a frame already there with the new epoch could later
+/// pass for a current one (as an entry, or as proof of damage).
+pub(crate) fn max_epoch_from(buf: &[u8], from: usize, floor: u64) -> u64 {
+    let mut max = floor;
+    let mut off = from;
+    while off.saturating_add(FRAME_HEADER_LEN) <= buf.len() {
+        // Cheap filters before the CRC: kind byte and a higher epoch.
+        let kind = buf[off + 4];
+        let epoch = u64::from_le_bytes(buf[off + 16..off + 24].try_into().expect("8 bytes"));
+        if (KIND_ENTRY..=KIND_RESUME).contains(&kind) && epoch > max {
+            if let Slot::Frame { header, .. } = decode_slot(buf, off) {
+                max = header.epoch;
+            }
+        }
+        off += FRAME_ALIGN;
+    }
+    max
+}
+
 fn proves_durable(h: &FrameHeader, bad_id: u64) -> bool {
     h.entry.0 > bad_id && h.durable_watermark().is_some_and(|w| w >= bad_id)
 }

@@ -18,7 +18,8 @@ use super::observer::{Counters, WalEvent, WalStats};
 use super::options::{segment_capacity, SyncPolicy, WalOptions};
 use super::reader::{check_header, is_unborn};
 use super::segment::{
-    durable_evidence, first_entry_above, Cursor, End, Step, ZERO_EVIDENCE_WINDOW_BYTES,
+    durable_evidence, first_entry_above, max_epoch_from, Cursor, End, Step,
+    ZERO_EVIDENCE_WINDOW_BYTES,
 };
 use super::{EntryId, SegmentId};
 use crate::directory::path::{join, parent};
@@ -718,7 +719,11 @@ impl Opener<'_> {
         // reached the disk without their predecessors) must never replay.
         // A resume marker starts a new epoch here; older-epoch frames after
         // it are dead.
-        let epoch = successor(c.epoch.max(self.pool_epoch), path, EPOCH_AT, EPOCH_RANGE)?;
+        // IMPORTANT: above every epoch already in this segment, not just the
+        // tail's: leftovers after the tail must never match the new epoch.
+        let floor = c.epoch.max(self.pool_epoch);
+        let floor = max_epoch_from(region.bytes(), c.off, floor);
+        let epoch = successor(floor, path, EPOCH_AT, EPOCH_RANGE)?;
         let marker = FrameHeader {
             len: 0,
             kind: KIND_RESUME,
