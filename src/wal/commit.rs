@@ -13,6 +13,13 @@
 //! waiters, and the next waiter whose entry is still not covered leads the
 //! next barrier, covering everyone who arrived meanwhile.
 //!
+//! **Gathering.** A leader first waits, yielding the CPU, until as many
+//! entries are pending as recent barriers covered (a decaying peak), for at
+//! most half the last barrier's duration. Without it, the appenders a barrier
+//! just released — still waking up — miss the next one, and barriers
+//! alternate between full and nearly empty. A lone appender never waits: its
+//! batches are of one entry, which it has already appended.
+//!
 //! A dedicated sync thread was the alternative. Leader/follower needs no
 //! extra thread or hand-off latency for a single writer (the appender runs
 //! its own `msync`, so one-thread latency equals the raw barrier), and under
@@ -28,6 +35,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -51,17 +59,62 @@ pub(crate) struct GroupCommit {
     durable: AtomicU64,
     poisoned: AtomicBool,
     cause: Mutex<Option<String>>,
+    /// Highest entry id appended (durable or not).
+    appended: AtomicU64,
+    /// Decaying peak of entries per barrier, in 1/16ths.
+    peak_x16: AtomicU64,
+    /// Duration of the last barrier, in nanoseconds.
+    last_barrier_ns: AtomicU64,
 }
+
+/// Longest a leader waits to gather appenders.
+const GATHER_MAX: Duration = Duration::from_micros(250);
 
 impl GroupCommit {
     pub(crate) fn new(durable: u64) -> GroupCommit {
         let g = GroupCommit::default();
         g.durable.store(durable, Ordering::Release);
+        g.appended.store(durable, Ordering::Release);
         g
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that every id up to `id` has been copied in.
+    pub(crate) fn appended(&self, id: u64) {
+        self.appended.fetch_max(id, Ordering::AcqRel);
+    }
+
+    /// Waits until as many entries are pending as recent barriers covered,
+    /// within half the last barrier's duration.
+    fn gather(&self) {
+        let want = self.peak_x16.load(Ordering::Relaxed) / 16;
+        let pending = || {
+            self.appended
+                .load(Ordering::Acquire)
+                .saturating_sub(self.durable())
+        };
+        if want <= 1 || pending() >= want {
+            return;
+        }
+        let budget =
+            Duration::from_nanos(self.last_barrier_ns.load(Ordering::Relaxed) / 2).min(GATHER_MAX);
+        let start = Instant::now();
+        while pending() < want && start.elapsed() < budget {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Folds a barrier that covered `batch` entries into the decaying peak.
+    fn record_batch(&self, batch: u64, took: Duration) {
+        let peak = self.peak_x16.load(Ordering::Relaxed);
+        let b = batch.saturating_mul(16);
+        let next = if b >= peak { b } else { (peak * 15 + b) / 16 };
+        self.peak_x16.store(next, Ordering::Relaxed);
+        self.last_barrier_ns
+            .store(took.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Highest entry id known durable (0: none).
@@ -95,13 +148,17 @@ impl GroupCommit {
             }
             g.in_flight = true;
             drop(g);
+            self.gather();
             // IMPORTANT: the barrier runs with no lock held; appenders keep
             // copying frames in meanwhile.
+            let before = self.durable();
+            let started = Instant::now();
             let res = flush();
             g = self.lock();
             g.in_flight = false;
             match res {
                 Ok(f) => {
+                    self.record_batch(f.durable.saturating_sub(before), started.elapsed());
                     self.durable.fetch_max(f.durable, Ordering::AcqRel);
                     self.done.notify_all();
                 }

@@ -394,6 +394,7 @@ impl Wal {
         st.active.write_off = off;
         let last = first + payloads.len() as u64 - 1;
         st.next_id = last + 1;
+        self.commit.appended(last);
         drop(st);
         Counters::add(&self.counters.appends, payloads.len() as u64);
         Counters::add(&self.counters.bytes_appended, bytes);
