@@ -82,9 +82,10 @@ impl GroupCommit {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records that every id up to `id` has been copied in.
+    /// Records that every id up to `id` has been copied in. Called under the
+    /// append lock, so ids arrive in order and a plain store suffices.
     pub(crate) fn appended(&self, id: u64) {
-        self.appended.fetch_max(id, Ordering::AcqRel);
+        self.appended.store(id, Ordering::Release);
     }
 
     /// Waits until as many entries are pending as recent barriers covered,

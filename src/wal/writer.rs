@@ -59,6 +59,11 @@ pub(super) struct State {
     pub(super) pool: Vec<SegmentId>,
     /// Milliseconds since open of the last barrier (for `Interval`).
     last_sync_ms: u64,
+    /// Entries appended since open (counted under the lock: no atomics on
+    /// the append path).
+    appends: u64,
+    /// Payload bytes appended since open.
+    bytes_appended: u64,
 }
 
 pub(super) struct Active {
@@ -153,6 +158,8 @@ impl Wal {
                 next_id,
                 pool,
                 last_sync_ms: 0,
+                appends: 0,
+                bytes_appended: 0,
             }),
             commit: GroupCommit::new(durable),
             counters: Counters::default(),
@@ -266,7 +273,15 @@ impl Wal {
 
     /// Counters since open.
     pub fn stats(&self) -> WalStats {
-        self.counters.snapshot()
+        let (appends, bytes_appended) = {
+            let st = self.lock_state();
+            (st.appends, st.bytes_appended)
+        };
+        WalStats {
+            appends,
+            bytes_appended,
+            ..self.counters.snapshot()
+        }
     }
 
     fn apply_policy(&self, last: EntryId) -> Result<()> {
@@ -394,10 +409,10 @@ impl Wal {
         st.active.write_off = off;
         let last = first + payloads.len() as u64 - 1;
         st.next_id = last + 1;
+        st.appends += payloads.len() as u64;
+        st.bytes_appended += bytes;
         self.commit.appended(last);
         drop(st);
-        Counters::add(&self.counters.appends, payloads.len() as u64);
-        Counters::add(&self.counters.bytes_appended, bytes);
         self.emit(|| WalEvent::Append {
             first: EntryId(first),
             last: EntryId(last),
