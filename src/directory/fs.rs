@@ -9,7 +9,7 @@ use super::fault::{Fault, FaultPlan, OpKind};
 use super::path::{check_dir, check_file};
 use super::{DirLock, Directory, ReadMap, Region, RegionFlush, WritableFile};
 use crate::error::{Error, IoOp, Result};
-use crate::mmap::{preallocate, FileLock, ReadOnlyMap, RegionMap, RegionSyncer};
+use crate::mmap::{preallocate, start_writeback, FileLock, ReadOnlyMap, RegionMap, RegionSyncer};
 
 /// A [`Directory`] rooted at a real directory.
 ///
@@ -338,15 +338,21 @@ impl WritableFile for FsFile {
 struct FsRegion {
     path: String,
     map: RegionMap,
+    /// Kept for write-back hints; the mapping itself does not need it.
+    file: File,
     faults: Arc<FaultPlan>,
 }
 
 impl FsRegion {
     fn map(path: &str, file: &File, faults: &Arc<FaultPlan>) -> Result<FsRegion> {
         let map = RegionMap::map(file).map_err(|e| Error::io(IoOp::Map, path, e))?;
+        let file = file
+            .try_clone()
+            .map_err(|e| Error::io(IoOp::Open, path, e))?;
         Ok(FsRegion {
             path: path.to_owned(),
             map,
+            file,
             faults: Arc::clone(faults),
         })
     }
@@ -394,6 +400,11 @@ impl Region for FsRegion {
             path: self.path.clone(),
             faults: Arc::clone(&self.faults),
         })
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<()> {
+        start_writeback(&self.file, offset, len)
+            .map_err(|e| Error::io(IoOp::FlushRange, &self.path, e))
     }
 
     fn prefault(&self) -> Result<bool> {

@@ -242,6 +242,18 @@ pub trait Region: Send + Sync + fmt::Debug {
     /// its append lock.
     fn flusher(&self) -> Arc<dyn RegionFlush>;
 
+    /// Hints that bytes `offset..offset + len`, fully written, will not
+    /// change before the next barrier: the backend may start writing them to
+    /// disk now (`sync_file_range` on [`FsDirectory`]), so that barrier has
+    /// less to wait for.
+    ///
+    /// Durable on return: nothing (a hint; [`flush_range`](Region::flush_range)
+    /// is still the barrier).
+    fn start_writeback(&self, offset: u64, len: u64) -> crate::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// Hints that the whole region is about to be written, so its pages can be
     /// faulted in now rather than on first touch. Returns whether the hint was
     /// applied.

@@ -19,8 +19,10 @@ mod archive;
 mod lock;
 mod map;
 mod prealloc;
+mod writeback;
 
 pub(crate) use archive::ValidatedArchive;
 pub(crate) use lock::FileLock;
 pub(crate) use map::{ReadOnlyMap, RegionMap, RegionSyncer};
 pub(crate) use prealloc::preallocate;
+pub(crate) use writeback::start_writeback;

@@ -76,6 +76,8 @@ pub(super) struct Active {
     write_off: usize,
     /// Bytes below this offset are durable.
     synced_off: usize,
+    /// Write-back has been started for the bytes below this offset.
+    writeback_off: usize,
     opened_at: Instant,
 }
 
@@ -407,6 +409,7 @@ impl Wal {
             .write_at(off as u64, &ZERO_SLOT)
             .map_err(|e| self.fail(e))?;
         st.active.write_off = off;
+        st.active.start_writeback();
         let last = first + payloads.len() as u64 - 1;
         st.next_id = last + 1;
         st.appends += payloads.len() as u64;
@@ -493,6 +496,28 @@ impl std::fmt::Debug for Wal {
             .field("durable_entry_id", &self.durable_entry_id())
             .field("poisoned", &self.is_poisoned())
             .finish()
+    }
+}
+
+/// Bytes between early write-back hints: large enough that the system call
+/// is rare (once per ~28,000 appends of 100 bytes), small enough that a
+/// rotation's barrier finds most of the segment already written.
+const WRITEBACK_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+impl Active {
+    /// Starts write-back of every whole chunk written since the last hint, so
+    /// the barrier that eventually covers it (a durable append, or the
+    /// rotation that seals the segment) has little left to wait for.
+    fn start_writeback(&mut self) {
+        let boundary = self.write_off - self.write_off % WRITEBACK_CHUNK_BYTES;
+        if boundary > self.writeback_off {
+            // A hint: an error here changes nothing; the barrier reports.
+            let _ = self.region.start_writeback(
+                self.writeback_off as u64,
+                (boundary - self.writeback_off) as u64,
+            );
+            self.writeback_off = boundary;
+        }
     }
 }
 
@@ -809,6 +834,7 @@ fn active(region: Box<dyn Region>, id: SegmentId, first: u64, epoch: u64, off: u
         epoch,
         write_off: off,
         synced_off: off,
+        writeback_off: off,
         opened_at: Instant::now(),
     }
 }
