@@ -3,29 +3,48 @@
 //! Crash-consistent persistence for embedded storage engines, at the speed of
 //! memory.
 //!
-//! - [`Directory`]: a storage abstraction with durability in its contract,
-//!   implemented by [`FsDirectory`] (real files, memory maps, `msync`,
-//!   `fallocate`, `flock`) and [`MemoryDirectory`] (in memory, with a seeded
-//!   power-loss simulator and fault injection, for testing engines built on
-//!   zerodur — including yours).
+//! | module | what |
+//! |---|---|
+//! | [`wal`] | the write-ahead log: preallocated, recyclable, memory-mapped segments, `msync` barriers, group commit, zero-copy replay |
+//! | [`checkpoint`] | rkyv checkpoints, CRC-checked and validated once, read in place from a read-only map |
+//! | [`recover`] | the newest valid checkpoint plus the WAL after it |
+//! | [`publish`] | crash-safe checkpoint publish, WAL truncation, checkpoint pruning |
+//! | [`recordlog`] | a single-file, CRC-framed append log for metadata |
+//! | [`directory`] | the [`Directory`] trait, [`FsDirectory`], and [`MemoryDirectory`] with its power-loss simulator |
+//! | `async_dir` | (feature `async`) an async directory trait and a tokio bridge |
+//!
+//! The bytes on disk are specified in `FORMAT.md`; every error is an
+//! [`Error`].
 //!
 //! ```
+//! use std::sync::Arc;
+//! use zerodur::wal::{ReadMode, Wal, WalOptions, WalReader};
 //! use zerodur::{CrashPolicy, Directory, MemoryDirectory};
 //!
-//! let dir = MemoryDirectory::new();
-//! dir.atomic_write("checkpoint", b"state v1")?;
-//! // Whatever a power loss does now, the atomically written file survives.
-//! for seed in 0..8 {
-//!     let image = dir.crash_image(&CrashPolicy::seeded(seed));
-//!     assert_eq!(image.read("checkpoint")?, b"state v1");
+//! let mem = MemoryDirectory::new();
+//! let dir: Arc<dyn Directory> = Arc::new(mem.clone());
+//! let wal = Wal::open(dir, WalOptions::new("wal"))?;
+//! wal.append_durable(b"acknowledged")?;
+//! wal.append(b"maybe")?; // not synced
+//!
+//! // Whatever a power loss does now, the acknowledged entry survives.
+//! for policy in CrashPolicy::standard_set(8) {
+//!     let image: Arc<dyn Directory> = Arc::new(mem.crash_image(&policy));
+//!     let mut first = None;
+//!     WalReader::open(image, "wal", ReadMode::BestEffort)?.replay(None, |id, bytes| {
+//!         first.get_or_insert((id.get(), bytes.to_vec()));
+//!         Ok(())
+//!     })?;
+//!     assert_eq!(first, Some((1, b"acknowledged".to_vec())));
 //! }
 //! # Ok::<(), zerodur::Error>(())
 //! ```
 //!
 //! ## Crate features
 //!
-//! - `async`: an async directory trait and a bridge running blocking calls on
-//!   tokio's blocking pool.
+//! - `async`: an async directory trait (`async_dir::AsyncDirectory`), a
+//!   bridge running blocking calls on tokio's blocking pool, and an awaitable
+//!   durable append.
 
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -52,3 +71,8 @@ pub use directory::{
 };
 pub use error::{CorruptKind, Error, IoOp, Result};
 pub use recordlog::{RecordLog, RecordLogMode, RecordLogOptions, Records};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
