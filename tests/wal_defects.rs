@@ -202,7 +202,7 @@ fn garbage_or_zero_final_frame_leaves_a_log_that_replays_and_resumes() {
         ),
         (
             "hostile length field",
-            Box::new(|b, f| b[f.off..f.off + 4].copy_from_slice(&u32::MAX.to_le_bytes())),
+            Box::new(|b, f| b[f.off + 4..f.off + 8].copy_from_slice(&u32::MAX.to_le_bytes())),
         ),
     ];
     let o = opts(SEG_16K, 0);
@@ -290,7 +290,7 @@ fn missing_segment_or_entry_id_gap_is_corrupt_in_both_modes() {
         let (_, d) = copy(&base);
         let f = entry_frames(&*d, seg)[1];
         edit(&*d, &seg_path(seg), |b| {
-            b[f.off + 8..f.off + 16].copy_from_slice(&(f.id + 1).to_le_bytes());
+            b[f.off + 16..f.off + 24].copy_from_slice(&(f.id + 1).to_le_bytes());
             fix_frame_crc(b, f.off);
         });
         let gap = CorruptKind::EntryIdGap {
@@ -345,9 +345,9 @@ fn crc_covers_entry_id_and_length() {
     let f = entry_frames(&*dir, 2)[3];
     let (all, _) = replay(&dir, ReadMode::Strict).unwrap();
     assert_entries(&all, &entries, "control");
-    // Every bit of the length (bytes 0..4) and of the id (bytes 8..16).
+    // Every bit of the length (bytes 4..8) and of the id (bytes 16..24).
     let mut flips = 0;
-    for byte in (0..4).chain(8..16) {
+    for byte in (4..8).chain(16..24) {
         for bit in 0..8 {
             let (_, d) = copy(&base);
             edit(&*d, &seg_path(2), |b| b[f.off + byte] ^= 1 << bit);

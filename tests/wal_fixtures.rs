@@ -239,8 +239,8 @@ fn frame_bytes(len: usize) -> usize {
 fn frame_offset(seg: &[u8], id: u64) -> usize {
     let mut off = SEGMENT_HEADER_BYTES;
     loop {
-        let len = u32::from_le_bytes(seg[off..off + 4].try_into().unwrap()) as usize;
-        let fid = u64::from_le_bytes(seg[off + 8..off + 16].try_into().unwrap());
+        let len = u32::from_le_bytes(seg[off + 4..off + 8].try_into().unwrap()) as usize;
+        let fid = u64::from_le_bytes(seg[off + 16..off + 24].try_into().unwrap());
         assert!(len != 0 || fid != 0, "entry {id} not in this segment");
         if fid == id {
             return off;
@@ -401,17 +401,18 @@ fn clean_segment_header_and_first_frame_bytes_are_pinned() {
     assert!(bytes[48..60].iter().all(|&b| b == 0));
     assert_eq!(&bytes[60..64], &crc32fast::hash(&bytes[..60]).to_le_bytes());
     // First frame: entry 1, 37 bytes, kind "entry", epoch 1, nothing durable
-    // yet (lag 1), CRC over header bytes 0..28 and the payload.
+    // yet (lag 1), CRC (first) over header bytes 4..32 and the payload: one
+    // contiguous range.
     let f = &bytes[64..96];
-    assert_eq!(&f[0..4], &37u32.to_le_bytes());
-    assert_eq!(&f[4..8], &[1, 0, 0, 0]);
-    assert_eq!(&f[8..16], &1u64.to_le_bytes());
+    assert_eq!(&f[4..8], &37u32.to_le_bytes());
+    assert_eq!(&f[8..12], &[1, 0, 0, 0]);
+    assert_eq!(&f[12..16], &1u32.to_le_bytes());
     assert_eq!(&f[16..24], &1u64.to_le_bytes());
-    assert_eq!(&f[24..28], &1u32.to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&f[0..28]);
-    h.update(&bytes[96..96 + 37]);
-    assert_eq!(&f[28..32], &h.finalize().to_le_bytes());
+    assert_eq!(&f[24..32], &1u64.to_le_bytes());
+    assert_eq!(
+        &f[0..4],
+        &crc32fast::hash(&bytes[64 + 4..96 + 37]).to_le_bytes()
+    );
     assert_eq!(&bytes[96..96 + 37], &payload("clean", 1, 37)[..]);
     // The next frame starts 16-byte aligned right after the padding.
     assert_eq!(frame_offset(&bytes, 2), 64 + frame_bytes(37));
@@ -643,16 +644,14 @@ fn frame_bytes_of(kind: u8, entry: u64, epoch: u64, payload: &[u8]) -> Vec<u8> {
 /// A frame with a correct CRC and durable lag `lag`, padded.
 fn frame_with_lag(kind: u8, entry: u64, epoch: u64, lag: u32, payload: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; frame_bytes(payload.len())];
-    b[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    b[4] = kind;
-    b[8..16].copy_from_slice(&entry.to_le_bytes());
-    b[16..24].copy_from_slice(&epoch.to_le_bytes());
-    b[24..28].copy_from_slice(&lag.to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&b[0..28]);
-    h.update(payload);
-    b[28..32].copy_from_slice(&h.finalize().to_le_bytes());
+    b[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    b[8] = kind;
+    b[12..16].copy_from_slice(&lag.to_le_bytes());
+    b[16..24].copy_from_slice(&entry.to_le_bytes());
+    b[24..32].copy_from_slice(&epoch.to_le_bytes());
     b[32..32 + payload.len()].copy_from_slice(payload);
+    let crc = crc32fast::hash(&b[4..32 + payload.len()]);
+    b[0..4].copy_from_slice(&crc.to_le_bytes());
     b
 }
 

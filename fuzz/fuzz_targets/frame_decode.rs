@@ -68,8 +68,8 @@ fn check_within_file(file: &[u8], entries: &Entries) {
         let found = (from..=file.len().saturating_sub(p.len()))
             .step_by(16)
             .find(|&off| {
-                u32::from_le_bytes(file[off - 32..off - 28].try_into().unwrap()) as usize == p.len()
-                    && u64::from_le_bytes(file[off - 24..off - 16].try_into().unwrap()) == *id
+                u32::from_le_bytes(file[off - 28..off - 24].try_into().unwrap()) as usize == p.len()
+                    && u64::from_le_bytes(file[off - 16..off - 8].try_into().unwrap()) == *id
                     && file[off..off + p.len()] == p[..]
             });
         match found {

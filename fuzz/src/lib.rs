@@ -121,24 +121,23 @@ pub fn frame_bytes(len: usize) -> usize {
     (FRAME_HEADER_BYTES + len).next_multiple_of(FRAME_ALIGN_BYTES)
 }
 
-fn frame_crc(header: &[u8], payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&header[0..28]);
-    h.update(payload);
-    h.finalize()
+/// CRC of a whole frame `f` (header, then payload): bytes `4..32 + len`,
+/// one contiguous range.
+fn frame_crc(f: &[u8], len: usize) -> u32 {
+    crc32fast::hash(&f[4..FRAME_HEADER_BYTES + len])
 }
 
 /// A whole frame (header, payload, padding) with a correct CRC.
 pub fn frame(kind: u8, entry: u64, epoch: u64, lag: u32, payload: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; frame_bytes(payload.len())];
-    b[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    b[4] = kind;
-    b[8..16].copy_from_slice(&entry.to_le_bytes());
-    b[16..24].copy_from_slice(&epoch.to_le_bytes());
-    b[24..28].copy_from_slice(&lag.to_le_bytes());
-    let crc = frame_crc(&b, payload);
-    b[28..32].copy_from_slice(&crc.to_le_bytes());
+    b[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    b[8] = kind;
+    b[12..16].copy_from_slice(&lag.to_le_bytes());
+    b[16..24].copy_from_slice(&entry.to_le_bytes());
+    b[24..32].copy_from_slice(&epoch.to_le_bytes());
     b[32..32 + payload.len()].copy_from_slice(payload);
+    let crc = frame_crc(&b, payload.len());
+    b[0..4].copy_from_slice(&crc.to_le_bytes());
     b
 }
 
@@ -148,7 +147,7 @@ pub fn frame(kind: u8, entry: u64, epoch: u64, lag: u32, payload: &[u8]) -> Vec<
 pub fn fix_frame_crcs(seg: &mut [u8]) {
     let mut off = SEGMENT_HEADER_BYTES;
     while off + FRAME_HEADER_BYTES <= seg.len() {
-        let len = u32::from_le_bytes(seg[off..off + 4].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(seg[off + 4..off + 8].try_into().unwrap()) as usize;
         let Some(end) = off
             .checked_add(frame_bytes(len))
             .filter(|&e| e <= seg.len())
@@ -158,8 +157,8 @@ pub fn fix_frame_crcs(seg: &mut [u8]) {
         if seg[off..off + FRAME_HEADER_BYTES].iter().all(|&b| b == 0) {
             return;
         }
-        let crc = frame_crc(&seg[off..off + 28], &seg[off + 32..off + 32 + len]);
-        seg[off + 28..off + 32].copy_from_slice(&crc.to_le_bytes());
+        let crc = frame_crc(&seg[off..end], len);
+        seg[off..off + 4].copy_from_slice(&crc.to_le_bytes());
         off = end;
     }
 }

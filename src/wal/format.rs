@@ -160,16 +160,20 @@ impl FrameHeader {
         (self.durable_lag != u32::MAX).then(|| self.entry.0.saturating_sub(self.durable_lag.into()))
     }
 
-    /// Encodes the header with the CRC of header and `payload`.
+    /// Encodes the header; its CRC (bytes `0..4`) covers header bytes
+    /// `4..32` followed by `payload`, the contiguous range `4..32+len` of the
+    /// frame as written.
     pub(crate) fn encode(&self, payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
         let mut b = [0u8; FRAME_HEADER_LEN];
-        b[0..4].copy_from_slice(&self.len.to_le_bytes());
-        b[4] = self.kind;
-        b[8..16].copy_from_slice(&self.entry.0.to_le_bytes());
-        b[16..24].copy_from_slice(&self.epoch.to_le_bytes());
-        b[24..28].copy_from_slice(&self.durable_lag.to_le_bytes());
-        let crc = frame_crc(&b, payload);
-        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        b[4..8].copy_from_slice(&self.len.to_le_bytes());
+        b[8] = self.kind;
+        b[12..16].copy_from_slice(&self.durable_lag.to_le_bytes());
+        b[16..24].copy_from_slice(&self.entry.0.to_le_bytes());
+        b[24..32].copy_from_slice(&self.epoch.to_le_bytes());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&b[4..]);
+        h.update(payload);
+        b[0..4].copy_from_slice(&h.finalize().to_le_bytes());
         b
     }
 }
@@ -179,23 +183,14 @@ impl FrameHeader {
 /// without decoding the frame again. `None` if unknown or out of bounds.
 pub(crate) fn watermark_at(buf: &[u8], off: usize) -> Option<u64> {
     let h = buf.get(off..off.checked_add(FRAME_HEADER_LEN)?)?;
-    let lag = u32_at(h, 24);
-    (lag != u32::MAX).then(|| u64_at(h, 8).saturating_sub(lag.into()))
+    let lag = u32_at(h, 12);
+    (lag != u32::MAX).then(|| u64_at(h, 16).saturating_sub(lag.into()))
 }
 
 /// Lag field for a frame with id `entry` written when `durable` was the
 /// highest durable id.
 pub(crate) fn durable_lag(entry: u64, durable: u64) -> u32 {
     u32::try_from(entry.saturating_sub(durable)).unwrap_or(u32::MAX - 1)
-}
-
-/// CRC32 over header bytes `0..28` followed by the payload: covers length,
-/// kind, entry id, epoch, lag and every payload byte.
-fn frame_crc(header: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&header[0..28]);
-    h.update(payload);
-    h.finalize()
 }
 
 /// Bytes a frame with a `len`-byte payload occupies, padding included.
@@ -231,11 +226,11 @@ pub(crate) fn decode_slot(buf: &[u8], off: usize) -> Slot {
     if h.iter().all(|&b| b == 0) {
         return Slot::Zero;
     }
-    let kind = h[4];
-    if !(KIND_ENTRY..=KIND_RESUME).contains(&kind) || h[5..8] != [0, 0, 0] {
+    let kind = h[8];
+    if !(KIND_ENTRY..=KIND_RESUME).contains(&kind) || h[9..12] != [0, 0, 0] {
         return Slot::Invalid("unknown frame kind");
     }
-    let len = u32_at(h, 0);
+    let len = u32_at(h, 4);
     let payload_start = off + FRAME_HEADER_LEN;
     let end = match off.checked_add(frame_len(len as usize)) {
         Some(end) if end <= buf.len() => end,
@@ -244,17 +239,17 @@ pub(crate) fn decode_slot(buf: &[u8], off: usize) -> Slot {
     if kind >= KIND_SEAL && len != 0 {
         return Slot::Invalid("marker with a payload");
     }
-    let payload = &buf[payload_start..payload_start + len as usize];
-    if frame_crc(h, payload) != u32_at(h, 28) {
+    // One contiguous range: the rest of the header, then the payload.
+    if crc32fast::hash(&buf[off + 4..payload_start + len as usize]) != u32_at(h, 0) {
         return Slot::Invalid("frame checksum mismatch");
     }
     Slot::Frame {
         header: FrameHeader {
             len,
             kind,
-            entry: EntryId(u64_at(h, 8)),
-            epoch: u64_at(h, 16),
-            durable_lag: u32_at(h, 24),
+            entry: EntryId(u64_at(h, 16)),
+            epoch: u64_at(h, 24),
+            durable_lag: u32_at(h, 12),
         },
         payload: (payload_start, payload_start + len as usize),
         end,
@@ -338,7 +333,8 @@ mod tests {
         assert_eq!(end, 16 + frame_len(payload.len()));
         assert_eq!(a % FRAME_ALIGN, 0);
         // Flipping any covered byte (header fields or payload) is detected.
-        for i in (16..44).chain(48..48 + payload.len()) {
+        // The CRC (bytes 0..4) covers bytes 4..32+len as one range.
+        for i in 16..48 + payload.len() {
             let mut c = buf.clone();
             c[i] ^= 1;
             assert!(
@@ -352,8 +348,8 @@ mod tests {
     fn hostile_lengths_are_invalid_not_panics() {
         let mut buf = vec![0u8; 64];
         assert_eq!(decode_slot(&buf, 0), Slot::Zero);
-        buf[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        buf[4] = KIND_ENTRY;
+        buf[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        buf[8] = KIND_ENTRY;
         assert!(matches!(decode_slot(&buf, 0), Slot::Invalid(_)));
         assert!(matches!(decode_slot(&buf, 48), Slot::Invalid(_)));
         assert!(matches!(

@@ -180,8 +180,8 @@ pub(crate) fn durable_evidence(
     let mut off = from + FRAME_ALIGN;
     while off <= stop {
         // Cheap filters before the CRC: kind byte and epoch.
-        let kind = buf[off + 4];
-        if (KIND_ENTRY..=KIND_RESUME).contains(&kind) && buf[off + 16..off + 24] == epoch_bytes {
+        let kind = buf[off + 8];
+        if (KIND_ENTRY..=KIND_RESUME).contains(&kind) && buf[off + 24..off + 32] == epoch_bytes {
             if let Slot::Frame { header, .. } = decode_slot(buf, off) {
                 if proves_durable(&header, bad_id) {
                     return Some(off);
@@ -203,9 +203,9 @@ pub(crate) fn first_entry_above(buf: &[u8], proven: u64, end: usize) -> usize {
         let Some(h) = buf.get(off..off + FRAME_HEADER_LEN) else {
             break;
         };
-        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
-        let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
-        if matches!(h[4], KIND_ENTRY | KIND_ENTRY_CONT) && id > proven {
+        let len = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+        let id = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
+        if matches!(h[8], KIND_ENTRY | KIND_ENTRY_CONT) && id > proven {
             return off;
         }
         off += super::format::frame_len(len as usize);
@@ -222,8 +222,8 @@ pub(crate) fn max_epoch_from(buf: &[u8], from: usize, floor: u64) -> u64 {
     let mut off = from;
     while off.saturating_add(FRAME_HEADER_LEN) <= buf.len() {
         // Cheap filters before the CRC: kind byte and a higher epoch.
-        let kind = buf[off + 4];
-        let epoch = u64::from_le_bytes(buf[off + 16..off + 24].try_into().expect("8 bytes"));
+        let kind = buf[off + 8];
+        let epoch = u64::from_le_bytes(buf[off + 24..off + 32].try_into().expect("8 bytes"));
         if (KIND_ENTRY..=KIND_RESUME).contains(&kind) && epoch > max {
             if let Slot::Frame { header, .. } = decode_slot(buf, off) {
                 max = header.epoch;

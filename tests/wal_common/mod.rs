@@ -779,11 +779,10 @@ pub struct Frame {
     pub end: usize,
 }
 
+/// CRC32 of bytes `4..32 + len` of the frame: the header after its CRC
+/// field, then the payload, one contiguous range.
 fn frame_crc(b: &[u8], off: usize, len: usize) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&b[off..off + 28]);
-    h.update(&b[off + FRAME_HEADER_LEN..off + FRAME_HEADER_LEN + len]);
-    h.finalize()
+    crc32fast::hash(&b[off + 4..off + FRAME_HEADER_LEN + len])
 }
 
 /// The CRC-valid frame at `off`, if any.
@@ -792,17 +791,17 @@ pub fn frame_at(b: &[u8], off: usize) -> Option<Frame> {
     if h.iter().all(|&x| x == 0) {
         return None;
     }
-    let len = u32_at(h, 0) as usize;
+    let len = u32_at(h, 4) as usize;
     let end = off + frame_len(len);
-    if end > b.len() || frame_crc(b, off, len) != u32_at(h, 28) {
+    if end > b.len() || frame_crc(b, off, len) != u32_at(h, 0) {
         return None;
     }
     Some(Frame {
         off,
         len,
-        kind: h[4],
-        id: u64_at(h, 8),
-        epoch: u64_at(h, 16),
+        kind: h[8],
+        id: u64_at(h, 16),
+        epoch: u64_at(h, 24),
         end,
     })
 }
@@ -810,9 +809,9 @@ pub fn frame_at(b: &[u8], off: usize) -> Option<Frame> {
 /// Rewrites the CRC of the frame at `off` after its header or payload was
 /// changed (its length field is trusted).
 pub fn fix_frame_crc(b: &mut [u8], off: usize) {
-    let len = u32_at(b, off) as usize;
+    let len = u32_at(b, off + 4) as usize;
     let crc = frame_crc(b, off, len);
-    b[off + 28..off + 32].copy_from_slice(&crc.to_le_bytes());
+    b[off..off + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The chain of frames of a segment, from its first slot, following epochs
