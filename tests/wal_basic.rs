@@ -100,3 +100,32 @@ fn oversized_entry_is_rejected_at_append() {
     w.append(&[0; 100]).unwrap();
     assert!(!w.is_poisoned());
 }
+
+#[test]
+fn a_new_log_can_start_after_a_checkpoint() {
+    let dir: Arc<dyn Directory> = Arc::new(MemoryDirectory::new());
+    let opts = || opts().first_entry_id(EntryId::new(101));
+    let w = Wal::open(dir.clone(), opts()).unwrap();
+    assert_eq!(w.append(b"a").unwrap().get(), 101);
+    w.close().unwrap();
+    // Existing logs ignore the option.
+    let w = Wal::open(dir.clone(), opts().first_entry_id(EntryId::new(5))).unwrap();
+    assert_eq!(w.next_entry_id().get(), 102);
+    drop(w);
+    let mut ids = Vec::new();
+    WalReader::open(dir.clone(), "wal", ReadMode::Strict)
+        .unwrap()
+        .replay(Some(EntryId::new(101)), |id, _| {
+            ids.push(id.get());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(ids, [101]);
+    assert!(matches!(
+        Wal::open(
+            dir,
+            WalOptions::new("other").first_entry_id(EntryId::new(0))
+        ),
+        Err(Error::InvalidArgument { .. })
+    ));
+}

@@ -71,6 +71,7 @@ pub struct WalOptions {
     pub(crate) sync_policy: SyncPolicy,
     pub(crate) prefault: bool,
     pub(crate) max_entry_bytes: Option<u64>,
+    pub(crate) first_entry: u64,
     pub(crate) observer: Option<Arc<dyn WalObserver>>,
 }
 
@@ -88,6 +89,7 @@ impl WalOptions {
             sync_policy: SyncPolicy::Manual,
             prefault: false,
             max_entry_bytes: None,
+            first_entry: 1,
             observer: None,
         }
     }
@@ -134,6 +136,16 @@ impl WalOptions {
         self
     }
 
+    /// The id of the first entry of a log created by this open (default 1).
+    /// Ignored when the log exists. Use it to start a new WAL after a
+    /// checkpoint that already includes entries up to `id - 1` (for example
+    /// after restoring a checkpoint without its log), so ids are never
+    /// reused.
+    pub fn first_entry_id(mut self, id: super::EntryId) -> Self {
+        self.first_entry = id.get();
+        self
+    }
+
     /// Receives an event for every append, sync, rotation, recycle,
     /// truncation and poisoning.
     pub fn observer(mut self, observer: Arc<dyn WalObserver>) -> Self {
@@ -157,6 +169,12 @@ impl WalOptions {
             return Err(Error::InvalidArgument {
                 name: "segment_size_bytes",
                 reason: "does not fit in the address space".into(),
+            });
+        }
+        if self.first_entry == 0 || self.first_entry == u64::MAX {
+            return Err(Error::InvalidArgument {
+                name: "first_entry_id",
+                reason: format!("{} is not a valid entry id", self.first_entry),
             });
         }
         if self.sync_policy == SyncPolicy::EveryN(0) {
@@ -195,6 +213,7 @@ impl fmt::Debug for WalOptions {
             .field("sync_policy", &self.sync_policy)
             .field("prefault", &self.prefault)
             .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("first_entry", &self.first_entry)
             .field("observer", &self.observer.is_some())
             .finish()
     }

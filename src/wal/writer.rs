@@ -144,8 +144,8 @@ impl Wal {
         };
         let (active, next_id, pool) = match segments.last() {
             None => (
-                opener.create(SegmentId(1), 1, pool_epoch + 1, None)?,
-                1,
+                opener.create(SegmentId(1), opts.first_entry, pool_epoch + 1, None)?,
+                opts.first_entry,
                 pool,
             ),
             Some(_) => opener.resume(&segments, pool)?,
