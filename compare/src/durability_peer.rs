@@ -26,7 +26,9 @@ use durability::walog::{SyncWalWriter, WalReader, WalWriter};
 use serde::de::{Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::harness::{append_for, expect_count, Contender, Outcome, ResumeLog, Skip, Work};
+use crate::harness::{
+    append_for, expect_count, time_each, Contender, Outcome, ResumeLog, Skip, Work,
+};
 
 const CHECKPOINT_FILE: &str = "checkpoint.bin";
 
@@ -121,18 +123,11 @@ impl Contender for Durability {
     ) -> Outcome<Vec<Duration>> {
         let mut writer = WalWriter::<Bytes>::open(open_dir(dir)?).map_err(Skip::failed)?;
         let entry = Bytes(payload.to_vec());
-        let mut append = || -> Outcome<()> {
+        let append = || -> Outcome<()> {
             writer.append(&entry).map_err(Skip::failed)?;
             writer.flush_and_sync().map_err(Skip::failed)
         };
-        append()?; // warm-up: creates the first segment
-        let mut latencies = Vec::with_capacity(appends);
-        for _ in 0..appends {
-            let start = Instant::now();
-            append()?;
-            latencies.push(start.elapsed());
-        }
-        Ok(latencies)
+        time_each(appends, append)
     }
 
     fn durable_append_threads(

@@ -333,6 +333,22 @@ fn copy_dir(source: &Path, target: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `append` once untimed (a warm-up that may create files), then
+/// `appends` more times, returning the latency of each timed call.
+pub fn time_each<F>(appends: usize, mut append: F) -> Outcome<Vec<Duration>>
+where
+    F: FnMut() -> Outcome<()>,
+{
+    append()?;
+    let mut latencies = Vec::with_capacity(appends);
+    for _ in 0..appends {
+        let start = Instant::now();
+        append()?;
+        latencies.push(start.elapsed());
+    }
+    Ok(latencies)
+}
+
 /// Runs `append` in a loop on `threads` threads that start together, until `run_for` has
 /// passed; returns the appends completed and the wall time until the last thread stopped
 /// (appends in flight at the deadline finish and count).

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use okaywal::{Configuration, Entry, EntryId, LogManager, SegmentReader, WriteAheadLog};
 
-use crate::harness::{append_for, expect_count, Contender, Outcome, ResumeLog, Skip, Work};
+use crate::harness::{
+    append_for, expect_count, time_each, Contender, Outcome, ResumeLog, Skip, Work,
+};
 
 /// Writer threads used to build input logs quickly through group commit (setup only).
 const FILL_THREADS: usize = 64;
@@ -142,13 +144,7 @@ impl Contender for Okaywal {
         appends: usize,
     ) -> Outcome<Vec<Duration>> {
         let wal = Configuration::default_for(dir).open(SkipEntries)?;
-        append(&wal, payload)?; // warm-up
-        let mut latencies = Vec::with_capacity(appends);
-        for _ in 0..appends {
-            let start = Instant::now();
-            append(&wal, payload)?;
-            latencies.push(start.elapsed());
-        }
+        let latencies = time_each(appends, || Ok(append(&wal, payload)?))?;
         wal.shutdown()?;
         Ok(latencies)
     }

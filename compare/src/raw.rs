@@ -19,7 +19,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::harness::{append_for, expect_count, Contender, Outcome, ResumeLog, Skip, Work};
+use crate::harness::{
+    append_for, expect_count, time_each, Contender, Outcome, ResumeLog, Skip, Work,
+};
 
 /// Bytes of frame header in front of each payload: length u32, CRC u32, entry id u64.
 const FRAME_HEADER_BYTES: usize = 16;
@@ -52,20 +54,12 @@ impl Contender for Raw {
     ) -> Outcome<Vec<Duration>> {
         let file = preallocated(&dir.join(LOG_FILE), (appends + 1) * payload.len())?;
         let mut offset = 0u64;
-        let mut append = || -> io::Result<()> {
+        time_each(appends, || {
             file.write_all_at(payload, offset)?;
             file.sync_data()?;
             offset += payload.len() as u64;
             Ok(())
-        };
-        append()?; // warm-up
-        let mut latencies = Vec::with_capacity(appends);
-        for _ in 0..appends {
-            let start = Instant::now();
-            append()?;
-            latencies.push(start.elapsed());
-        }
-        Ok(latencies)
+        })
     }
 
     fn durable_append_threads(

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use zerodur::wal::{ReadMode, Wal, WalOptions, WalReader};
 use zerodur::{Checkpoint, CheckpointBytes, Directory, FsDirectory};
 
-use crate::harness::{append_for, expect_count, Contender, Outcome, ResumeLog, Skip, Work};
+use crate::harness::{
+    append_for, expect_count, time_each, Contender, Outcome, ResumeLog, Skip, Work,
+};
 
 /// zerodur's name; the report's ratio columns are computed against it.
 pub const NAME: &str = "zerodur";
@@ -66,14 +68,10 @@ impl Contender for Zerodur {
         appends: usize,
     ) -> Outcome<Vec<Duration>> {
         let wal = open_wal(dir)?;
-        wal.append_durable(payload).map_err(Skip::failed)?; // warm-up
-        let mut latencies = Vec::with_capacity(appends);
-        for _ in 0..appends {
-            let start = Instant::now();
+        time_each(appends, || {
             wal.append_durable(payload).map_err(Skip::failed)?;
-            latencies.push(start.elapsed());
-        }
-        Ok(latencies)
+            Ok(())
+        })
     }
 
     fn durable_append_threads(
