@@ -28,8 +28,8 @@ use rkyv::util::AlignedVec;
 use rkyv::{rancor, Archive, Serialize};
 
 use crate::checkpoint::{list_checkpoints, Checkpoint, CheckpointName};
-use crate::directory::path::parent;
-use crate::directory::Directory;
+
+use crate::directory::{sync_parents, Directory};
 use crate::error::{Error, Result};
 use crate::recover::CHECKPOINT_DIR_DEFAULT;
 use crate::wal::{EntryId, Wal};
@@ -153,17 +153,15 @@ where
     // before the checkpoint is.
     wal.sync()?;
     let folder = opts.checkpoint_dir.as_str();
-    if !folder.is_empty() && !dir.exists(folder)? {
-        dir.create_dir_all(folder)?;
-        // IMPORTANT: `create_dir_all` may have made every directory on the
-        // way new; sync each parent, innermost first, so the whole chain of
-        // names is durable before the checkpoint (and the truncation that
-        // relies on it) is.
-        let mut p = folder;
-        while !p.is_empty() {
-            p = parent(p);
-            dir.sync_dir(p)?;
+    if !folder.is_empty() {
+        if !dir.exists(folder)? {
+            dir.create_dir_all(folder)?;
         }
+        // IMPORTANT: the whole chain of names leading to the checkpoint is
+        // durable before the checkpoint (and the truncation that relies on
+        // it) is -- also when the folder exists: an earlier publish may have
+        // created it and failed, or been killed, before syncing.
+        sync_parents(dir, folder)?;
     }
     let name = CheckpointName::new(Some(last_entry.get()));
     let path = name.path_in(folder);

@@ -181,6 +181,19 @@ pub trait Directory: Send + Sync + fmt::Debug {
     }
 }
 
+/// Syncs every ancestor directory of `path`, innermost first up to the root,
+/// so the whole chain of names leading to it is durable (after
+/// `create_dir_all`, or after a writer that created them was killed before
+/// syncing).
+pub(crate) fn sync_parents(dir: &dyn Directory, path: &str) -> Result<()> {
+    let mut p = path;
+    while !p.is_empty() {
+        p = path::parent(p);
+        dir.sync_dir(p)?;
+    }
+    Ok(())
+}
+
 /// A file opened for appending, from [`Directory::create`] or
 /// [`Directory::open_append`].
 pub trait WritableFile: Send + fmt::Debug {

@@ -22,8 +22,8 @@ use super::segment::{
     ZERO_EVIDENCE_WINDOW_BYTES,
 };
 use super::{EntryId, SegmentId};
-use crate::directory::path::{join, parent};
-use crate::directory::{DirLock, Directory, Region, RegionFlush};
+use crate::directory::path::join;
+use crate::directory::{sync_parents, DirLock, Directory, Region, RegionFlush};
 use crate::error::{CorruptKind, Error, Result};
 
 /// Zero bytes written after the last frame, so a cleanly stopped log ends in
@@ -547,20 +547,6 @@ pub(super) fn seg_path(wal_dir: &str, id: SegmentId) -> String {
 
 pub(super) fn free_path(wal_dir: &str, id: SegmentId) -> String {
     join(wal_dir, &FileName::Free(id).render())
-}
-
-/// Syncs every ancestor directory of `path`, innermost first, so the chain of
-/// names leading to it is durable.
-fn sync_parents(dir: &dyn Directory, path: &str) -> Result<()> {
-    let mut p = path;
-    loop {
-        let up = parent(p);
-        dir.sync_dir(up)?;
-        if up.is_empty() {
-            return Ok(());
-        }
-        p = up;
-    }
 }
 
 /// Creating and resuming segments, at open and at rotation.
