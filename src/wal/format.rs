@@ -4,6 +4,10 @@
 
 use super::{EntryId, SegmentId};
 
+/// Zero bytes written after the last frame, so a cleanly stopped log ends in
+/// a zero slot even inside a reused file.
+pub(crate) const ZERO_SLOT: [u8; FRAME_HEADER_LEN] = [0; FRAME_HEADER_LEN];
+
 /// Magic bytes opening every segment file.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"ZDURWAL\x01";
 /// The segment format version this build writes and reads.

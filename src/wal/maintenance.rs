@@ -3,7 +3,8 @@
 
 use super::format::{FileName, SegmentHeader};
 use super::observer::{Counters, WalEvent};
-use super::writer::{free_path, seg_path, Wal};
+use super::segment_files::{free_path, seg_path};
+use super::writer::Wal;
 use super::{EntryId, SegmentId};
 use crate::error::{CorruptKind, Error, Result};
 

@@ -34,6 +34,7 @@ mod observer;
 mod options;
 mod reader;
 pub(crate) mod segment;
+mod segment_files;
 mod writer;
 
 use std::fmt;

@@ -10,25 +10,19 @@ use rkyv::util::AlignedVec;
 
 use super::commit::{Flushed, GroupCommit};
 use super::format::{
-    durable_lag, frame_len, watermark_at, FileName, FrameHeader, SegmentHeader, FRAME_HEADER_LEN,
-    KIND_ENTRY, KIND_ENTRY_CONT, KIND_RESUME, KIND_SEAL, LOCK_NAME, SEAL_RESERVE,
-    SEGMENT_HEADER_LEN,
+    durable_lag, frame_len, FileName, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, KIND_ENTRY,
+    KIND_ENTRY_CONT, LOCK_NAME, SEAL_RESERVE, ZERO_SLOT,
 };
 use super::observer::{Counters, WalEvent, WalStats};
 use super::options::{segment_capacity, SyncPolicy, WalOptions};
-use super::reader::{check_header, is_unborn};
-use super::segment::{
-    durable_evidence, first_entry_above, max_epoch_from, Cursor, End, Step,
-    ZERO_EVIDENCE_WINDOW_BYTES,
+use super::segment_files::{
+    free_path, seal, seg_path, successor, Opener, EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT,
+    SEGMENT_ID_RANGE,
 };
 use super::{EntryId, SegmentId};
 use crate::directory::path::join;
 use crate::directory::{sync_parents, DirLock, Directory, Region, RegionFlush};
 use crate::error::{CorruptKind, Error, Result};
-
-/// Zero bytes written after the last frame, so a cleanly stopped log ends in
-/// a zero slot even inside a reused file.
-const ZERO_SLOT: [u8; FRAME_HEADER_LEN] = [0; FRAME_HEADER_LEN];
 
 /// A write-ahead log open for appending. `Send + Sync`: share it with
 /// `Arc<Wal>` and append from any thread.
@@ -67,18 +61,18 @@ pub(super) struct State {
 }
 
 pub(super) struct Active {
-    region: Box<dyn Region>,
-    flusher: Arc<dyn RegionFlush>,
+    pub(super) region: Box<dyn Region>,
+    pub(super) flusher: Arc<dyn RegionFlush>,
     pub(super) id: SegmentId,
     pub(super) first_entry: u64,
-    epoch: u64,
+    pub(super) epoch: u64,
     /// Where the next frame goes.
-    write_off: usize,
+    pub(super) write_off: usize,
     /// Bytes below this offset are durable.
-    synced_off: usize,
+    pub(super) synced_off: usize,
     /// Write-back has been started for the bytes below this offset.
-    writeback_off: usize,
-    opened_at: Instant,
+    pub(super) writeback_off: usize,
+    pub(super) opened_at: Instant,
 }
 
 impl Wal {
@@ -518,309 +512,5 @@ impl Active {
             );
             self.writeback_off = boundary;
         }
-    }
-}
-
-/// Writes the seal marker at the tail of `a` and makes the whole segment
-/// durable.
-fn seal(a: &mut Active, next_id: u64, durable: u64) -> Result<()> {
-    let header = FrameHeader {
-        len: 0,
-        kind: KIND_SEAL,
-        entry: EntryId(next_id),
-        epoch: a.epoch,
-        durable_lag: durable_lag(next_id, durable),
-    };
-    a.region.write_at(a.write_off as u64, &header.encode(&[]))?;
-    // IMPORTANT: the seal and every frame before it are durable before
-    // anything in the next segment can be acknowledged.
-    let end = a.write_off + FRAME_HEADER_LEN;
-    a.flusher
-        .flush_range(a.synced_off as u64, (end - a.synced_off) as u64)?;
-    a.synced_off = end;
-    Ok(())
-}
-
-pub(super) fn seg_path(wal_dir: &str, id: SegmentId) -> String {
-    join(wal_dir, &FileName::Segment(id).render())
-}
-
-pub(super) fn free_path(wal_dir: &str, id: SegmentId) -> String {
-    join(wal_dir, &FileName::Free(id).render())
-}
-
-/// Creating and resuming segments, at open and at rotation.
-struct Opener<'a> {
-    dir: &'a dyn Directory,
-    opts: &'a WalOptions,
-    pool_epoch: u64,
-}
-
-impl Opener<'_> {
-    /// Makes segment `id` the new active segment, starting at entry `first`
-    /// with `epoch`: a recycled file renamed into place, or a new
-    /// preallocated one. Durable (header and name) on return.
-    fn create(
-        &self,
-        id: SegmentId,
-        first: u64,
-        epoch: u64,
-        recycled: Option<SegmentId>,
-    ) -> Result<Active> {
-        let wal_dir = &self.opts.dir;
-        let path = seg_path(wal_dir, id);
-        let mut region = match recycled {
-            Some(old) => {
-                self.dir.rename(&free_path(wal_dir, old), &path)?;
-                self.dir.open_region(&path)?
-            }
-            None => self
-                .dir
-                .create_region(&path, self.opts.segment_size_bytes)?,
-        };
-        if self.opts.prefault {
-            region.prefault()?;
-        }
-        let header = SegmentHeader {
-            segment: id,
-            first_entry: EntryId(first),
-            epoch,
-            segment_len: region.len(),
-        };
-        region.write_at(0, &header.encode())?;
-        region.write_at(SEGMENT_HEADER_LEN as u64, &ZERO_SLOT)?;
-        // IMPORTANT: header (and, for a new file, its allocation) durable
-        // before the name is, and the name before any entry is acknowledged.
-        self.dir.sync_file(&path)?;
-        self.dir.sync_dir(wal_dir)?;
-        Ok(active(region, id, first, epoch, SEGMENT_HEADER_LEN))
-    }
-
-    /// Takes the oldest pooled file of the configured segment size (files of
-    /// another size stay in the pool until truncation deletes them).
-    fn take_recyclable(&self, pool: &mut Vec<SegmentId>) -> Option<SegmentId> {
-        let size = self.opts.segment_size_bytes;
-        let i = pool.iter().position(|&id| {
-            self.dir
-                .len(&free_path(&self.opts.dir, id))
-                .is_ok_and(|l| l == size)
-        })?;
-        Some(pool.remove(i))
-    }
-
-    /// Resumes the log whose segments are `segments` (non-empty, consecutive).
-    fn resume(
-        &self,
-        segments: &[SegmentId],
-        pool: Vec<SegmentId>,
-    ) -> Result<(Active, u64, Vec<SegmentId>)> {
-        let wal_dir = &self.opts.dir;
-        // IMPORTANT: a writer killed (not crashed) mid-rotation or
-        // mid-truncation leaves creates and renames that are visible but not
-        // durable. Make them durable before resuming on top of them, or a
-        // power loss could take away the segment new entries go into.
-        self.dir.sync_dir(wal_dir)?;
-        let last = *segments.last().expect("non-empty");
-        let path = seg_path(wal_dir, last);
-        let region = match self.dir.open_region(&path) {
-            Ok(r) => Some(r),
-            // A zero-length file: its length never became durable.
-            Err(Error::InvalidArgument { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        let header = region
-            .as_ref()
-            .map(|r| check_header(r.bytes(), last, &path));
-        match (region, header) {
-            (Some(region), Some(Ok(h))) => self.resume_into(region, &h, &path, pool),
-            (region, header) => {
-                // Never born: a crash interrupted its rotation. The log ends at
-                // the previous segment's seal.
-                let (first, epoch) = match segments.len() {
-                    1 => (1, 0),
-                    n => self.sealed_end(segments[n - 2])?,
-                };
-                // IMPORTANT: with no segment before it there is no expected
-                // first id, as in the reader: a sole segment whose first slot
-                // holds an entry was born, whatever its id (a truncated log
-                // starts anywhere), so its bad header is damage.
-                let expect = (segments.len() > 1).then_some(first);
-                if let (Some(r), Some(Err(e))) = (&region, header) {
-                    if !is_unborn(r.bytes(), expect) {
-                        return Err(e);
-                    }
-                }
-                drop(region);
-                self.dir.remove(&path)?;
-                self.dir.sync_dir(wal_dir)?;
-                let epoch = successor(epoch.max(self.pool_epoch), &path, EPOCH_AT, EPOCH_RANGE)?;
-                Ok((self.create(last, first, epoch, None)?, first, pool))
-            }
-        }
-    }
-
-    /// The entry id and epoch at which sealed segment `id` ends.
-    fn sealed_end(&self, id: SegmentId) -> Result<(u64, u64)> {
-        let path = seg_path(&self.opts.dir, id);
-        let map = self.dir.map_read(&path)?;
-        let h = check_header(&map, id, &path)?;
-        let mut c = Cursor::new(&h);
-        loop {
-            match c.step(&map) {
-                Ok(Step::Entry { .. }) => {}
-                Ok(Step::Sealed { next }) => return Ok((next.0, c.epoch)),
-                Ok(Step::End(_)) => {
-                    return Err(Error::corrupt(path, c.off as u64, CorruptKind::Unsealed))
-                }
-                Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
-            }
-        }
-    }
-
-    /// Finds the tail of the last segment and makes it the append point.
-    fn resume_into(
-        &self,
-        mut region: Box<dyn Region>,
-        h: &SegmentHeader,
-        path: &str,
-        mut pool: Vec<SegmentId>,
-    ) -> Result<(Active, u64, Vec<SegmentId>)> {
-        // IMPORTANT: bytes found here are only what the page cache says. If a
-        // barrier over them failed (in this process, or in another since
-        // boot), their pages were left clean but never written, and no later
-        // msync writes them back. So the header, and every frame that no
-        // frame's durable watermark proves durable, are written again,
-        // unchanged, before the barriers below: dirty again, they really
-        // become durable (or the barrier fails).
-        rewrite(&mut *region, 0, SEGMENT_HEADER_LEN)?;
-        let mut proven = h.first_entry.0 - 1;
-        let mut c = Cursor::new(h);
-        let end = loop {
-            match c.step(region.bytes()) {
-                Ok(Step::Entry { payload, .. }) => {
-                    let at = payload.0 - FRAME_HEADER_LEN;
-                    proven = proven.max(watermark_at(region.bytes(), at).unwrap_or(0));
-                }
-                Ok(Step::Sealed { next }) => {
-                    // Sealed, but the next segment never appeared: start it.
-                    let epoch =
-                        successor(c.epoch.max(self.pool_epoch), path, EPOCH_AT, EPOCH_RANGE)?;
-                    let id = successor(h.segment.0, path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?;
-                    let seal_end = c.off + FRAME_HEADER_LEN;
-                    let from = first_entry_above(region.bytes(), proven, c.off);
-                    rewrite(&mut *region, from, seal_end)?;
-                    region.flush_range(0, seal_end as u64)?;
-                    let recycled = self.take_recyclable(&mut pool);
-                    let a = self.create(SegmentId(id), next.0, epoch, recycled)?;
-                    return Ok((a, next.0, pool));
-                }
-                Ok(Step::End(end)) => break end,
-                Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
-            }
-        };
-        let window = match end {
-            End::Torn(_) => usize::MAX,
-            End::Zero => ZERO_EVIDENCE_WINDOW_BYTES,
-            End::Stale => 0,
-        };
-        if window > 0 && durable_evidence(region.bytes(), c.off, c.next, c.epoch, window).is_some()
-        {
-            return Err(Error::corrupt(
-                path,
-                c.off as u64,
-                CorruptKind::BadFrame("damaged frame below the durable point"),
-            ));
-        }
-        let from = first_entry_above(region.bytes(), proven, c.off);
-        rewrite(&mut *region, from, c.off)?;
-        // IMPORTANT: everything before the tail is durable *before* the
-        // marker (or seal) is written. A marker that reached the disk ahead
-        // of the frames it follows (the kernel writes dirty pages back in any
-        // order) would outlive them in a crash: the next resume would stop
-        // before it, pick the same new epoch, and the stale marker would then
-        // read as damage below the durable point, or as a current-epoch frame
-        // with the wrong id. Its durable lag ("everything before me is
-        // durable") is only true this way.
-        region.flush_range(0, c.off as u64)?;
-        // IMPORTANT: whatever lies after the tail (a torn frame, frames that
-        // reached the disk without their predecessors) must never replay.
-        // A resume marker starts a new epoch here; older-epoch frames after
-        // it are dead.
-        // IMPORTANT: above every epoch already in this segment, not just the
-        // tail's: leftovers after the tail must never match the new epoch.
-        let floor = c.epoch.max(self.pool_epoch);
-        let floor = max_epoch_from(region.bytes(), c.off, floor);
-        let epoch = successor(floor, path, EPOCH_AT, EPOCH_RANGE)?;
-        let marker = FrameHeader {
-            len: 0,
-            kind: KIND_RESUME,
-            entry: EntryId(c.next),
-            epoch,
-            durable_lag: durable_lag(c.next, c.next - 1),
-        };
-        if c.off + 2 * FRAME_HEADER_LEN + SEAL_RESERVE > region.len() as usize {
-            // No room for marker plus a frame: seal here and move on.
-            let id = successor(h.segment.0, path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?;
-            let mut a = active(region, h.segment, h.first_entry.0, c.epoch, c.off);
-            seal(&mut a, c.next, c.next - 1)?;
-            let recycled = self.take_recyclable(&mut pool);
-            let a = self.create(SegmentId(id), c.next, epoch, recycled)?;
-            return Ok((a, c.next, pool));
-        }
-        region.write_at(c.off as u64, &marker.encode(&[]))?;
-        let tail = c.off + FRAME_HEADER_LEN;
-        region.write_at(tail as u64, &ZERO_SLOT)?;
-        region.flush_range(c.off as u64, 2 * FRAME_HEADER_LEN as u64)?;
-        Ok((
-            active(region, h.segment, h.first_entry.0, epoch, tail),
-            c.next,
-            pool,
-        ))
-    }
-}
-
-/// Offsets of the segment header's id and epoch fields, named in errors.
-const SEGMENT_ID_AT: u64 = 16;
-const EPOCH_AT: u64 = 32;
-const SEGMENT_ID_RANGE: &str = "segment id out of range";
-const EPOCH_RANGE: &str = "epoch out of range";
-
-/// The value after `n`, an id or epoch read from `path`: values on disk can
-/// be anything, and the largest has no successor.
-fn successor(n: u64, path: &str, offset: u64, what: &'static str) -> Result<u64> {
-    n.checked_add(1)
-        .ok_or_else(|| Error::corrupt(path, offset, CorruptKind::BadHeader(what)))
-}
-
-/// Bytes copied per write by [`rewrite`].
-const REWRITE_CHUNK_BYTES: usize = 64 * 1024;
-
-/// Writes bytes `from..to` of `region` again, unchanged, so that they are
-/// dirty and the next barrier over them writes them to disk.
-fn rewrite(region: &mut dyn Region, from: usize, to: usize) -> Result<()> {
-    let mut buf = Vec::with_capacity(to.saturating_sub(from).min(REWRITE_CHUNK_BYTES));
-    let mut at = from;
-    while at < to {
-        let end = (at + REWRITE_CHUNK_BYTES).min(to);
-        buf.clear();
-        buf.extend_from_slice(&region.bytes()[at..end]);
-        region.write_at(at as u64, &buf)?;
-        at = end;
-    }
-    Ok(())
-}
-
-fn active(region: Box<dyn Region>, id: SegmentId, first: u64, epoch: u64, off: usize) -> Active {
-    let flusher = region.flusher();
-    Active {
-        region,
-        flusher,
-        id,
-        first_entry: first,
-        epoch,
-        write_off: off,
-        synced_off: off,
-        writeback_off: off,
-        opened_at: Instant::now(),
     }
 }
