@@ -322,9 +322,16 @@ impl Wal {
         };
         let t = Instant::now();
         let len = end + FRAME_HEADER_LEN - start;
-        flusher
-            .flush_range(start as u64, len as u64)
-            .map_err(|e| self.fail(e))?;
+        {
+            let _barrier = self.commit.barrier();
+            // IMPORTANT: a rotation's barrier may have failed since the
+            // capture; its error is reported once, so this barrier's success
+            // would prove nothing.
+            self.commit.check()?;
+            flusher
+                .flush_range(start as u64, len as u64)
+                .map_err(|e| self.fail(e))?;
+        }
         Counters::add(&self.counters.syncs, 1);
         {
             let mut st = self.lock_state();
@@ -442,8 +449,15 @@ impl Wal {
         let path = seg_path(&self.opts.dir, from);
         let new_id = SegmentId(successor(from.0, &path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?);
         let epoch = successor(st.active.epoch, &path, EPOCH_AT, EPOCH_RANGE)?;
-        let old = &mut st.active;
-        seal(old, next_id, self.commit.durable())?;
+        {
+            let _barrier = self.commit.barrier();
+            // IMPORTANT: checked and poisoned under the barrier lock: if a
+            // leader's barrier on this segment failed, its write-back error
+            // was reported to it alone, and this seal's flush would succeed
+            // without making those pages durable.
+            self.commit.check()?;
+            seal(&mut st.active, next_id, self.commit.durable()).map_err(|e| self.fail(e))?;
+        }
         self.commit.advance(next_id - 1);
         let opener = Opener {
             dir: &*self.dir,
