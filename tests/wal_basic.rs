@@ -129,3 +129,25 @@ fn a_new_log_can_start_after_a_checkpoint() {
         Err(Error::InvalidArgument { .. })
     ));
 }
+
+#[test]
+fn entries_iterator_borrows_payloads_and_names_the_segment_in_errors() {
+    let dir: Arc<dyn Directory> = Arc::new(MemoryDirectory::new());
+    let w = Wal::open(dir.clone(), opts()).unwrap();
+    w.append_archived(&42u64).unwrap();
+    w.append(b"not an archive of a u64, too long").unwrap();
+    w.close().unwrap();
+    let reader = WalReader::open(dir, "wal", ReadMode::Strict).unwrap();
+    let entries: Vec<_> = reader.entries(None).collect::<Result<_, _>>().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].id().get(), 1);
+    assert_eq!(entries[0].archived::<u64>().unwrap().to_native(), 42);
+    match entries[1].archived::<u64>() {
+        Err(Error::Validation { path, message }) => {
+            assert_eq!(path.to_str(), Some("wal/00000000000000000001.seg"));
+            assert!(message.contains("entry 2"), "{message}");
+        }
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+    assert_eq!(&*entries[1], b"not an archive of a u64, too long");
+}

@@ -153,8 +153,15 @@ fn list_segments(dir: &dyn Directory, wal_dir: &str) -> Result<Vec<SegmentId>> {
 #[derive(Debug, Clone)]
 pub struct Entry {
     id: EntryId,
-    map: Arc<ReadMap>,
+    file: Arc<SegmentFile>,
     range: (usize, usize),
+}
+
+/// A mapped segment and its path, shared by the entries borrowed from it.
+#[derive(Debug)]
+struct SegmentFile {
+    map: ReadMap,
+    path: String,
 }
 
 impl Entry {
@@ -165,7 +172,7 @@ impl Entry {
 
     /// The payload bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.map[self.range.0..self.range.1]
+        &self.file.map[self.range.0..self.range.1]
     }
 
     /// The payload as a checked `&Archived<E>`.
@@ -174,7 +181,7 @@ impl Entry {
         E: Archive,
         E::Archived: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
     {
-        access::<E>(self.bytes(), "wal entry", self.id)
+        access::<E>(self.bytes(), &self.file.path, self.id)
     }
 }
 
@@ -211,7 +218,7 @@ impl Iterator for Entries<'_> {
         match self.walker.next() {
             Ok(Some((id, range))) => Some(Ok(Entry {
                 id,
-                map: Arc::clone(&self.walker.open.as_ref().expect("open segment").map),
+                file: Arc::clone(&self.walker.open.as_ref().expect("open segment").file),
                 range,
             })),
             Ok(None) => None,
@@ -225,8 +232,7 @@ impl Iterator for Entries<'_> {
 
 #[derive(Debug)]
 struct OpenSegment {
-    map: Arc<ReadMap>,
-    path: String,
+    file: Arc<SegmentFile>,
     cursor: Cursor,
     is_final: bool,
 }
@@ -258,11 +264,11 @@ impl<'r> Walker<'r> {
     }
 
     fn map(&self) -> &[u8] {
-        self.open.as_ref().map_or(&[], |o| &o.map[..])
+        self.open.as_ref().map_or(&[], |o| &o.file.map[..])
     }
 
     fn path(&self) -> &str {
-        self.open.as_ref().map_or("", |o| &o.path)
+        self.open.as_ref().map_or("", |o| &o.file.path)
     }
 
     fn segment_path(&self, idx: usize) -> String {
@@ -295,8 +301,8 @@ impl<'r> Walker<'r> {
                 continue;
             }
             let o = self.open.as_mut().expect("checked above");
-            let step = o.cursor.step(&o.map).map_err(|d| Error::Corrupt {
-                path: o.path.clone().into(),
+            let step = o.cursor.step(&o.file.map).map_err(|d| Error::Corrupt {
+                path: o.file.path.clone().into(),
                 offset: d.offset,
                 kind: d.kind,
             })?;
@@ -334,7 +340,7 @@ impl<'r> Walker<'r> {
     fn finish_segment(&mut self, end: End) -> Result<()> {
         let o = self.open.as_ref().expect("open segment");
         let off = o.cursor.off;
-        let corrupt = |kind| Error::corrupt(o.path.clone(), off as u64, kind);
+        let corrupt = |kind| Error::corrupt(o.file.path.clone(), off as u64, kind);
         if !o.is_final {
             return Err(corrupt(match end {
                 End::Torn(why) => CorruptKind::BadFrame(why),
@@ -347,7 +353,7 @@ impl<'r> Walker<'r> {
             End::Stale => 0,
         };
         if window > 0
-            && durable_evidence(&o.map, off, o.cursor.next, o.cursor.epoch, window).is_some()
+            && durable_evidence(&o.file.map, off, o.cursor.next, o.cursor.epoch, window).is_some()
         {
             return Err(corrupt(CorruptKind::BadFrame(
                 "damaged frame below the durable point",
@@ -413,8 +419,7 @@ impl<'r> Walker<'r> {
             }
         }
         Ok(Some(OpenSegment {
-            map: Arc::new(map),
-            path,
+            file: Arc::new(SegmentFile { map, path }),
             cursor: Cursor::new(&h),
             is_final,
         }))
