@@ -127,11 +127,14 @@ impl GroupCommit {
         }
     }
 
-    /// Folds a barrier that covered `batch` entries into the decaying peak.
+    /// Folds a barrier that covered `batch` entries into the decaying peak:
+    /// a larger batch raises it at once, a smaller one pulls it down by a
+    /// quarter of the gap, so a drop in concurrency costs only a few
+    /// barriers of waiting.
     fn record_batch(&self, batch: u64, took: Duration) {
         let peak = self.peak_x16.load(Ordering::Relaxed);
         let b = batch.saturating_mul(16);
-        let next = if b >= peak { b } else { (peak * 15 + b) / 16 };
+        let next = if b >= peak { b } else { (peak * 3 + b) / 4 };
         self.peak_x16.store(next, Ordering::Relaxed);
         self.last_barrier_ns
             .store(took.as_nanos() as u64, Ordering::Relaxed);
