@@ -58,6 +58,9 @@ pub(crate) struct Cursor {
     pub(crate) epoch: u64,
     /// Frames before this offset belong to a batch already seen complete.
     batch_end: usize,
+    /// Highest entry id a resume marker passed so far proves durable (0:
+    /// none): a marker is written only once everything before it is.
+    pub(crate) marker_watermark: u64,
 }
 
 impl Cursor {
@@ -68,6 +71,7 @@ impl Cursor {
             next: h.first_entry.0,
             epoch: h.epoch,
             batch_end: 0,
+            marker_watermark: 0,
         }
     }
 
@@ -89,6 +93,9 @@ impl Cursor {
             if header.epoch > self.epoch {
                 if header.kind == KIND_RESUME && header.entry.0 == self.next && !self.in_batch() {
                     self.epoch = header.epoch;
+                    if let Some(w) = header.durable_watermark() {
+                        self.marker_watermark = self.marker_watermark.max(w);
+                    }
                     self.off = end;
                     continue;
                 }

@@ -206,6 +206,7 @@ impl Opener<'_> {
                         successor(c.epoch.max(self.pool_epoch), path, EPOCH_AT, EPOCH_RANGE)?;
                     let id = successor(h.segment.0, path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?;
                     let seal_end = c.off + FRAME_HEADER_LEN;
+                    let proven = proven.max(c.marker_watermark);
                     let from = first_entry_above(region.bytes(), proven, c.off);
                     rewrite(&mut *region, from, seal_end)?;
                     region.flush_range(0, seal_end as u64)?;
@@ -217,6 +218,10 @@ impl Opener<'_> {
                 Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
             }
         };
+        // A resume marker proves everything before it durable: frames it
+        // covers need no rewrite (without this, every open of a log whose
+        // entries were never followed by a sync would rewrite them all).
+        proven = proven.max(c.marker_watermark);
         let window = match end {
             End::Torn(_) => usize::MAX,
             End::Zero => ZERO_EVIDENCE_WINDOW_BYTES,
