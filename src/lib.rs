@@ -57,6 +57,7 @@ pub mod async_dir;
 pub mod checkpoint;
 pub mod directory;
 mod error;
+mod header;
 #[allow(unsafe_code)]
 mod mmap;
 pub mod publish;

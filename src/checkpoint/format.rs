@@ -22,6 +22,7 @@
 use std::ops::Range;
 
 use crate::error::{CorruptKind, Error, Result};
+use crate::header::{checked_header, HeaderSpec};
 
 /// The first eight bytes of every checkpoint file.
 pub(crate) const MAGIC: [u8; 8] = *b"ZDURCKPT";
@@ -102,39 +103,17 @@ impl Header {
     /// or at least its first 64 bytes): length, magic, version, header CRC,
     /// then every field's range. Does not look at the payload.
     pub(crate) fn decode(file: &[u8], path: &str) -> Result<Header> {
-        let Some(b) = file.get(..HEADER_SIZE_BYTES) else {
-            return Err(Error::corrupt(
-                path,
-                0,
-                CorruptKind::Truncated {
-                    needed: HEADER_SIZE_BYTES as u64,
-                    available: file.len() as u64,
-                },
-            ));
-        };
-        if b[..OFFSET_VERSION] != MAGIC {
-            return Err(Error::corrupt(path, 0, CorruptKind::BadMagic));
-        }
-        // The version comes before the CRC: another version may place its
-        // CRC elsewhere, and "unsupported version" is the useful answer then.
-        let version = get_u32(b, OFFSET_VERSION);
-        if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                path: path.into(),
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        let stored = get_u32(b, OFFSET_HEADER_CRC);
-        let actual = crc32fast::hash(&b[..OFFSET_HEADER_CRC]);
-        if stored != actual {
-            return Err(Error::ChecksumMismatch {
-                path: path.into(),
-                offset: 0,
-                expected: stored,
-                actual,
-            });
-        }
+        let b = checked_header(
+            file,
+            path,
+            &HeaderSpec {
+                len: HEADER_SIZE_BYTES,
+                magic: &MAGIC,
+                version_at: OFFSET_VERSION,
+                version: FORMAT_VERSION,
+                crc_at: OFFSET_HEADER_CRC,
+            },
+        )?;
         let bad = |offset: usize, what: &'static str| {
             Error::corrupt(path, offset as u64, CorruptKind::BadHeader(what))
         };

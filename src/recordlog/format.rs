@@ -17,6 +17,7 @@
 
 use super::RecordLogMode;
 use crate::error::{CorruptKind, Error, Result};
+use crate::header::{checked_header, HeaderSpec};
 
 /// The first eight bytes of every record log.
 const MAGIC: [u8; 8] = *b"ZDURRLOG";
@@ -41,38 +42,18 @@ pub(crate) fn encode_header() -> [u8; HEADER_SIZE_BYTES] {
 
 /// Checks the file header at the start of `file`.
 fn check_header(file: &[u8], path: &str) -> Result<()> {
-    let Some(b) = file.get(..HEADER_SIZE_BYTES) else {
-        return Err(Error::corrupt(
-            path,
-            0,
-            CorruptKind::Truncated {
-                needed: HEADER_SIZE_BYTES as u64,
-                available: file.len() as u64,
-            },
-        ));
-    };
-    if b[..8] != MAGIC {
-        return Err(Error::corrupt(path, 0, CorruptKind::BadMagic));
-    }
-    let version = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-    if version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion {
-            path: path.into(),
-            found: version,
-            supported: FORMAT_VERSION,
-        });
-    }
-    let stored = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
-    let actual = crc32fast::hash(&b[..12]);
-    if stored != actual {
-        return Err(Error::ChecksumMismatch {
-            path: path.into(),
-            offset: 0,
-            expected: stored,
-            actual,
-        });
-    }
-    Ok(())
+    checked_header(
+        file,
+        path,
+        &HeaderSpec {
+            len: HEADER_SIZE_BYTES,
+            magic: &MAGIC,
+            version_at: 8,
+            version: FORMAT_VERSION,
+            crc_at: 12,
+        },
+    )
+    .map(|_| ())
 }
 
 /// CRC of a frame: its length bytes, then its payload.
