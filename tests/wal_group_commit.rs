@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use zerodur::wal::{EntryId, ReadMode, Wal, WalEvent, WalObserver, WalOptions, WalReader};
 use zerodur::{CrashPolicy, Directory, Error, Fault, FsDirectory, MemoryDirectory, OpKind};
@@ -91,52 +92,74 @@ fn check_model(dir: Arc<dyn Directory>, acked: &BTreeMap<u64, Vec<u8>>) {
     }
 }
 
+/// Waiters that always sleep, that spin as by default, and that spin far
+/// longer than any barrier here: each path must keep every guarantee.
+const SPINS: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_micros(200),
+    Duration::from_millis(20),
+];
+
 #[test]
 fn many_threads_random_batches_replay_every_acknowledged_entry_in_order() {
-    let dir: Arc<dyn Directory> = Arc::new(MemoryDirectory::new());
-    let wal = Arc::new(
-        Wal::open(
-            dir.clone(),
-            WalOptions::new("wal").segment_size_bytes(16 * 1024),
-        )
-        .unwrap(),
-    );
-    let acked = run_threads(&wal, 8, 150);
-    assert_eq!(acked.len(), 8 * 150);
-    let stats = wal.stats();
-    assert!(
-        stats.rotations > 0,
-        "the workload must rotate under concurrency"
-    );
-    drop(wal);
-    check_model(dir, &acked);
+    for spin in SPINS {
+        let dir: Arc<dyn Directory> = Arc::new(MemoryDirectory::new());
+        let wal = Arc::new(
+            Wal::open(
+                dir.clone(),
+                WalOptions::new("wal")
+                    .segment_size_bytes(16 * 1024)
+                    .commit_spin(spin),
+            )
+            .unwrap(),
+        );
+        let acked = run_threads(&wal, 8, 150);
+        assert_eq!(acked.len(), 8 * 150);
+        let stats = wal.stats();
+        assert!(
+            stats.rotations > 0,
+            "the workload must rotate under concurrency"
+        );
+        drop(wal);
+        check_model(dir, &acked);
+    }
 }
 
 #[test]
 fn many_threads_on_a_real_filesystem_share_barriers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = FsDirectory::arc(tmp.path()).unwrap();
-    let wal = Arc::new(
-        Wal::open(
-            dir.clone(),
-            WalOptions::new("wal").segment_size_bytes(64 * 1024),
-        )
-        .unwrap(),
-    );
-    let acked = run_threads(&wal, 8, 100);
-    let stats = wal.stats();
-    // 800 durable entries in far fewer barriers than acknowledgements (some
-    // batches have several entries; group commit merges the rest).
-    assert!(stats.syncs < 800, "syncs = {}", stats.syncs);
-    drop(wal);
-    check_model(dir, &acked);
+    for spin in SPINS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = FsDirectory::arc(tmp.path()).unwrap();
+        let wal = Arc::new(
+            Wal::open(
+                dir.clone(),
+                WalOptions::new("wal")
+                    .segment_size_bytes(64 * 1024)
+                    .commit_spin(spin),
+            )
+            .unwrap(),
+        );
+        let acked = run_threads(&wal, 8, 100);
+        let stats = wal.stats();
+        // 800 durable entries in far fewer barriers than acknowledgements
+        // (some batches have several entries; group commit merges the rest).
+        assert!(stats.syncs < 800, "spin {spin:?}: syncs = {}", stats.syncs);
+        drop(wal);
+        check_model(dir, &acked);
+    }
 }
 
 #[test]
 fn failed_barrier_fails_every_waiter_and_poisons() {
+    for spin in SPINS {
+        failed_barrier_fails_every_waiter(spin);
+    }
+}
+
+fn failed_barrier_fails_every_waiter(spin: Duration) {
     let mem = MemoryDirectory::new();
     let dir: Arc<dyn Directory> = Arc::new(mem.clone());
-    let wal = Arc::new(Wal::open(dir.clone(), WalOptions::new("wal")).unwrap());
+    let wal = Arc::new(Wal::open(dir.clone(), WalOptions::new("wal").commit_spin(spin)).unwrap());
     wal.append_durable(b"before").unwrap();
     mem.inject(Fault::eio().on(OpKind::FlushRange).nth(3));
     let oks = Arc::new(Mutex::new(Vec::new()));

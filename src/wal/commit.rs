@@ -9,9 +9,9 @@
 //! segment under the append lock (a few loads), releases that lock, and runs
 //! the `msync` with no lock held, so other threads keep copying frames in
 //! while the disk works. When the barrier returns, every entry appended before
-//! the capture is durable; the leader publishes that watermark and wakes all
-//! waiters, and the next waiter whose entry is still not covered leads the
-//! next barrier, covering everyone who arrived meanwhile.
+//! the capture is durable; the leader publishes that watermark, wakes the
+//! waiters it satisfied, and hands the next barrier to one waiter whose entry
+//! it did not cover; that barrier covers everyone who arrived meanwhile.
 //!
 //! **Gathering.** A leader first waits, yielding the CPU, until as many
 //! entries are pending as recent barriers covered (a decaying peak), for at
@@ -19,6 +19,23 @@
 //! just released — still waking up — miss the next one, and barriers
 //! alternate between full and nearly empty. A lone appender never waits: its
 //! batches are of one entry, which it has already appended.
+//!
+//! **Waiting: spin, then park.** Under load the cost of a barrier cycle is
+//! not the disk alone: every appender the barrier releases has to be woken,
+//! and waking a sleeping thread (futex, scheduler, an inter-processor
+//! interrupt; on a virtual machine an exit to the hypervisor) costs several
+//! microseconds per thread, serialized over few cores. Measured here (2
+//! vCPUs, 8 threads), sleeping waiters left ≈ 45 µs between the end of one
+//! barrier and the start of the next; waiters that spin, yielding the CPU,
+//! cut that to ≈ 15 µs and raised throughput from ≈ 47 k/s to ≈ 65 k/s.
+//! So a waiter spins (`sched_yield`, so runnable threads keep their CPU)
+//! while the barrier in flight is expected to end within
+//! [`WalOptions::commit_spin`](super::WalOptions::commit_spin) (judged from
+//! the last barrier's duration), then parks. Each waiter parks on its own
+//! (`thread::park`); the leader unparks only the waiters it satisfied and the
+//! next leader, so no thread is woken just to queue on a lock and sleep
+//! again. RocksDB's write thread makes the same trade (adaptive `yield`
+//! before blocking).
 //!
 //! A dedicated sync thread was the alternative. Leader/follower needs no
 //! extra thread or hand-off latency for a single writer (the appender runs
@@ -32,9 +49,12 @@
 //! seal flush both run under [`GroupCommit::barrier`], check for poisoning
 //! first, and poison before releasing it if they fail. Linux reports a
 //! write-back error to one caller only; two overlapping barriers could let
-//! one consume the other's error and report a false success. (Concurrent
-//! `msync`s would otherwise raise throughput: measured here, 4 in flight do
-//! 2× the barriers per second of one.)
+//! one consume the other's error and report a false success. Overlap would
+//! not pay either: measured with 2, 3, 4 and 8 barriers allowed in flight
+//! (each waiting for those started before it), 8 threads did 26–34 k/s
+//! against 47–52 k/s with one: a second barrier starts as soon as one entry
+//! is waiting, batches shrink to 2–4 entries, and concurrent `msync`s each
+//! take longer.
 //!
 //! # Failure
 //!
@@ -44,7 +64,8 @@
 //! by a barrier that followed a failed one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -57,16 +78,31 @@ pub(crate) struct Flushed {
 
 #[derive(Debug, Default)]
 struct State {
-    in_flight: bool,
+    /// When the barrier in flight started, if one is.
+    in_flight: Option<Instant>,
+    /// Appenders parked until their entry is durable, or until they are
+    /// handed the next barrier.
+    waiters: Vec<Waiter>,
+    /// Tells registrations apart: a thread's satisfied registration may
+    /// linger until the next wake-up.
+    next_token: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    target: u64,
+    token: u64,
+    thread: Thread,
 }
 
 /// The durable watermark and the barrier hand-off.
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
     state: Mutex<State>,
-    done: Condvar,
     /// Highest entry id known durable (0: none).
     durable: AtomicU64,
+    /// Barriers finished (spinning waiters watch it to notice a hand-off).
+    finished: AtomicU64,
     poisoned: AtomicBool,
     cause: Mutex<Option<String>>,
     /// Highest entry id appended (durable or not).
@@ -75,6 +111,8 @@ pub(crate) struct GroupCommit {
     peak_x16: AtomicU64,
     /// Duration of the last barrier, in nanoseconds.
     last_barrier_ns: AtomicU64,
+    /// Longest a waiter spins before parking.
+    spin: Duration,
     /// Held for the whole of every barrier (leader flush or rotation seal).
     barrier: Mutex<()>,
 }
@@ -83,8 +121,13 @@ pub(crate) struct GroupCommit {
 const GATHER_MAX: Duration = Duration::from_micros(250);
 
 impl GroupCommit {
-    pub(crate) fn new(durable: u64) -> GroupCommit {
-        let g = GroupCommit::default();
+    /// `durable`: the highest id already durable; `spin`: how long a waiter
+    /// may spin before parking.
+    pub(crate) fn new(durable: u64, spin: Duration) -> GroupCommit {
+        let g = GroupCommit {
+            spin,
+            ..GroupCommit::default()
+        };
         g.durable.store(durable, Ordering::Release);
         g.appended.store(durable, Ordering::Release);
         g
@@ -119,12 +162,15 @@ impl GroupCommit {
         if want <= 1 || pending() >= want {
             return;
         }
-        let budget =
-            Duration::from_nanos(self.last_barrier_ns.load(Ordering::Relaxed) / 2).min(GATHER_MAX);
+        let budget = (self.last_barrier() / 2).min(GATHER_MAX);
         let start = Instant::now();
         while pending() < want && start.elapsed() < budget {
-            std::thread::yield_now();
+            thread::yield_now();
         }
+    }
+
+    fn last_barrier(&self) -> Duration {
+        Duration::from_nanos(self.last_barrier_ns.load(Ordering::Relaxed))
     }
 
     /// Folds a barrier that covered `batch` entries into the decaying peak:
@@ -149,8 +195,90 @@ impl GroupCommit {
     /// outgoing segment) and wakes waiters it satisfies.
     pub(crate) fn advance(&self, durable: u64) {
         self.durable.fetch_max(durable, Ordering::AcqRel);
-        let _g = self.lock();
-        self.done.notify_all();
+        let g = self.lock();
+        self.wake(g);
+    }
+
+    /// Unparks every waiter whose entry is durable, and one more to lead the
+    /// next barrier if none is in flight (everyone, once poisoned). The
+    /// others stay parked: the next barrier will not finish before its
+    /// leader has run it, so waking them now would only cost CPU.
+    fn wake(&self, mut g: MutexGuard<'_, State>) {
+        let durable = self.durable();
+        let poisoned = self.is_poisoned();
+        let mut woken = Vec::new();
+        g.waiters.retain(|w| {
+            let go = poisoned || w.target <= durable;
+            if go {
+                woken.push(w.thread.clone());
+            }
+            !go
+        });
+        if g.in_flight.is_none() && !g.waiters.is_empty() {
+            woken.push(g.waiters.remove(0).thread);
+        }
+        self.finished.fetch_add(1, Ordering::AcqRel);
+        drop(g);
+        for t in woken {
+            t.unpark();
+        }
+    }
+
+    /// Waits for the barrier in flight. Returns true once `target` is
+    /// durable; false once poisoned or once this thread has been handed the
+    /// next barrier.
+    fn wait_in_flight<'a>(&'a self, mut g: MutexGuard<'a, State>, target: u64) -> bool {
+        let token = g.next_token;
+        g.next_token += 1;
+        g.waiters.push(Waiter {
+            target,
+            token,
+            thread: thread::current(),
+        });
+        let mut may_spin = !self.spin.is_zero();
+        loop {
+            if self.durable() >= target {
+                return true;
+            }
+            if self.is_poisoned() {
+                return false;
+            }
+            if !g.waiters.iter().any(|w| w.token == token) {
+                return false;
+            }
+            // Spin only if the barrier in flight should end within the
+            // budget: on a slow device spinning would burn CPU and park
+            // anyway. Once a spin runs out, park until woken.
+            let now = Instant::now();
+            let spin = may_spin
+                && g.in_flight.is_none_or(|started| {
+                    (started + self.last_barrier()).saturating_duration_since(now) <= self.spin
+                });
+            let finished = self.finished.load(Ordering::Acquire);
+            drop(g);
+            if spin {
+                let deadline = now + self.spin;
+                loop {
+                    if self.durable() >= target
+                        || self.is_poisoned()
+                        || self.finished.load(Ordering::Acquire) != finished
+                    {
+                        break;
+                    }
+                    if Instant::now() >= deadline {
+                        may_spin = false;
+                        break;
+                    }
+                    thread::yield_now();
+                }
+            }
+            if !spin || !may_spin {
+                // Unparked when satisfied or handed the next barrier; a
+                // spurious return just loops.
+                thread::park();
+            }
+            g = self.lock();
+        }
     }
 
     /// Returns once entry `target` is durable, leading a barrier with `flush`
@@ -165,11 +293,14 @@ impl GroupCommit {
                 return Ok(());
             }
             self.check()?;
-            if g.in_flight {
-                g = self.done.wait(g).unwrap_or_else(|e| e.into_inner());
+            if g.in_flight.is_some() {
+                if self.wait_in_flight(g, target) {
+                    return Ok(());
+                }
+                g = self.lock();
                 continue;
             }
-            g.in_flight = true;
+            g.in_flight = Some(Instant::now());
             drop(g);
             self.gather();
             // IMPORTANT: the barrier runs with no lock held; appenders keep
@@ -178,16 +309,17 @@ impl GroupCommit {
             let started = Instant::now();
             let res = flush();
             g = self.lock();
-            g.in_flight = false;
+            g.in_flight = None;
             match res {
                 Ok(f) => {
                     self.record_batch(f.durable.saturating_sub(before), started.elapsed());
                     self.durable.fetch_max(f.durable, Ordering::AcqRel);
-                    self.done.notify_all();
+                    self.wake(g);
+                    g = self.lock();
                 }
                 Err(e) => {
+                    drop(g);
                     self.poison(&e);
-                    self.done.notify_all();
                     return Err(e);
                 }
             }
@@ -205,8 +337,9 @@ impl GroupCommit {
         })
     }
 
-    /// Marks the WAL poisoned by `err` (the first cause is kept). Returns
-    /// whether this call poisoned it.
+    /// Marks the WAL poisoned by `err` (the first cause is kept) and wakes
+    /// every waiter. Returns whether this call poisoned it. Never call it
+    /// holding the state lock.
     pub(crate) fn poison(&self, err: &Error) -> bool {
         let mut cause = self.cause.lock().unwrap_or_else(|e| e.into_inner());
         if cause.is_some() {
@@ -216,6 +349,10 @@ impl GroupCommit {
         // IMPORTANT: set before any waiter is woken, so no waiter of the
         // failed batch can see success.
         self.poisoned.store(true, Ordering::Release);
+        drop(cause);
+        // Every parked waiter must hear of it: the one the last barrier
+        // handed the next to may now refuse to lead it.
+        self.wake(self.lock());
         true
     }
 
@@ -231,7 +368,7 @@ mod tests {
 
     #[test]
     fn leader_flush_covers_waiters_and_failure_poisons_everyone() {
-        let g = GroupCommit::new(0);
+        let g = GroupCommit::new(0, Duration::from_micros(200));
         g.wait_durable(3, || Ok(Flushed { durable: 5 })).unwrap();
         assert_eq!(g.durable(), 5);
         // Already durable: no flush.
@@ -252,33 +389,92 @@ mod tests {
         assert_eq!(g.durable(), 5, "no success after a failed barrier");
     }
 
+    /// Waiters that always park, that spin as by default, and that spin
+    /// longer than any barrier here.
+    const SPINS: [Duration; 3] = [
+        Duration::ZERO,
+        Duration::from_micros(200),
+        Duration::from_millis(20),
+    ];
+
     #[test]
     fn concurrent_waiters_share_barriers() {
-        let g = Arc::new(GroupCommit::new(0));
-        let flushes = Arc::new(AtomicU64::new(0));
-        let next = Arc::new(AtomicU64::new(0));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (g, flushes, next) = (g.clone(), flushes.clone(), next.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..50 {
-                        let id = next.fetch_add(1, Ordering::SeqCst) + 1;
-                        g.wait_durable(id, || {
-                            flushes.fetch_add(1, Ordering::SeqCst);
-                            std::thread::sleep(std::time::Duration::from_micros(200));
-                            Ok(Flushed {
-                                durable: next.load(Ordering::SeqCst),
+        for spin in SPINS {
+            let g = Arc::new(GroupCommit::new(0, spin));
+            let flushes = Arc::new(AtomicU64::new(0));
+            let next = Arc::new(AtomicU64::new(0));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let (g, flushes, next) = (g.clone(), flushes.clone(), next.clone());
+                    std::thread::spawn(move || {
+                        for _ in 0..50 {
+                            let id = next.fetch_add(1, Ordering::SeqCst) + 1;
+                            g.wait_durable(id, || {
+                                flushes.fetch_add(1, Ordering::SeqCst);
+                                std::thread::sleep(Duration::from_micros(200));
+                                Ok(Flushed {
+                                    durable: next.load(Ordering::SeqCst),
+                                })
                             })
-                        })
-                        .unwrap();
-                        assert!(g.durable() >= id);
-                    }
+                            .unwrap();
+                            assert!(g.durable() >= id);
+                        }
+                    })
                 })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert!(flushes.load(Ordering::SeqCst) < 400, "no batching at all");
         }
-        assert!(flushes.load(Ordering::SeqCst) < 400, "no batching at all");
+    }
+
+    /// Barriers that fail, and poisonings from outside any barrier (as a
+    /// failed append or rotation does), at random moments: every waiter
+    /// returns (no lost wake-up), and none succeeds beyond the watermark
+    /// reached before the poisoning.
+    #[test]
+    fn every_waiter_returns_whatever_fails_when() {
+        for round in 0..60u64 {
+            let spin = SPINS[round as usize % SPINS.len()];
+            let g = Arc::new(GroupCommit::new(0, spin));
+            let next = Arc::new(AtomicU64::new(0));
+            let fail_at = 1 + round % 7;
+            let (tx, rx) = std::sync::mpsc::channel();
+            for t in 0..6u64 {
+                let (g, next, tx) = (g.clone(), next.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..40 {
+                        let id = next.fetch_add(1, Ordering::SeqCst) + 1;
+                        let res = g.wait_durable(id, || {
+                            std::thread::sleep(Duration::from_micros(50 + 30 * t));
+                            let upto = next.load(Ordering::SeqCst);
+                            if round % 2 == 0 && upto / 8 == fail_at {
+                                return Err(Error::InvalidArgument {
+                                    name: "flush",
+                                    reason: "injected".into(),
+                                });
+                            }
+                            Ok(Flushed { durable: upto })
+                        });
+                        if res.is_err() {
+                            break;
+                        }
+                    }
+                    tx.send(()).unwrap();
+                });
+            }
+            if round % 2 == 1 {
+                std::thread::sleep(Duration::from_micros(300 * fail_at));
+                g.poison(&Error::InvalidArgument {
+                    name: "append",
+                    reason: "injected".into(),
+                });
+            }
+            for _ in 0..6 {
+                rx.recv_timeout(Duration::from_secs(20))
+                    .expect("a waiter never returned: lost wake-up");
+            }
+        }
     }
 }

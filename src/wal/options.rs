@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Default number of retired segments kept for reuse.
 pub const RECYCLE_CAPACITY_DEFAULT: usize = 4;
+/// Default for [`WalOptions::commit_spin`].
+pub const COMMIT_SPIN_DEFAULT: Duration = Duration::from_micros(200);
 
 /// When appends become durable without an explicit [`Wal::sync`](super::Wal::sync).
 ///
@@ -72,6 +74,7 @@ pub struct WalOptions {
     pub(crate) prefault: bool,
     pub(crate) max_entry_bytes: Option<u64>,
     pub(crate) first_entry: u64,
+    pub(crate) commit_spin: Duration,
     pub(crate) observer: Option<Arc<dyn WalObserver>>,
 }
 
@@ -90,6 +93,7 @@ impl WalOptions {
             prefault: false,
             max_entry_bytes: None,
             first_entry: 1,
+            commit_spin: COMMIT_SPIN_DEFAULT,
             observer: None,
         }
     }
@@ -143,6 +147,31 @@ impl WalOptions {
     /// reused.
     pub fn first_entry_id(mut self, id: super::EntryId) -> Self {
         self.first_entry = id.get();
+        self
+    }
+
+    /// How long a thread waiting for another thread's group-commit barrier
+    /// may spin (calling `sched_yield`, so runnable threads keep the CPU)
+    /// before it sleeps. Default 200 µs.
+    ///
+    /// A waiter spins only when the barrier in flight is expected, from the
+    /// last barrier's duration, to end within this time; on a device whose
+    /// barriers take longer it sleeps at once. Spinning saves the wake-up of
+    /// every released thread (measured on 2 vCPUs with 8 threads: 47 k/s
+    /// sleeping, 65 k/s spinning) at the cost of CPU time while a barrier
+    /// is in flight. `Duration::ZERO` always sleeps. A lone appender never
+    /// waits for anyone, so this does not affect it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use zerodur::wal::WalOptions;
+    ///
+    /// // Never spin: for hosts where CPU time matters more than commit rate.
+    /// let opts = WalOptions::new("wal").commit_spin(Duration::ZERO);
+    /// # let _ = opts;
+    /// ```
+    pub fn commit_spin(mut self, spin: Duration) -> Self {
+        self.commit_spin = spin;
         self
     }
 
@@ -214,6 +243,7 @@ impl fmt::Debug for WalOptions {
             .field("prefault", &self.prefault)
             .field("max_entry_bytes", &self.max_entry_bytes)
             .field("first_entry", &self.first_entry)
+            .field("commit_spin", &self.commit_spin)
             .field("observer", &self.observer.is_some())
             .finish()
     }

@@ -145,6 +145,7 @@ impl Wal {
             Some(_) => opener.resume(&segments, pool)?,
         };
         let durable = next_id - 1;
+        let spin = opts.commit_spin;
         Ok(Wal {
             dir,
             opts,
@@ -157,7 +158,7 @@ impl Wal {
                 appends: 0,
                 bytes_appended: 0,
             }),
-            commit: GroupCommit::new(durable),
+            commit: GroupCommit::new(durable, spin),
             counters: Counters::default(),
             opened: Instant::now(),
             _lock: lock,
