@@ -317,6 +317,32 @@ fn region_write_at_is_visible_and_bounds_checked(b: &Backend) {
     r.flush_range(8192, 0).unwrap();
 }
 
+fn prewrite_zeros_keeps_the_content_and_is_bounds_checked(b: &Backend) {
+    let d = b.d();
+    let mut r = d.create_region("r", 3 * 4096).unwrap();
+    r.write_at(0, b"head").unwrap();
+    r.prewrite_zeros(4, 2 * 4096).unwrap();
+    r.prewrite_zeros(3 * 4096, 0).unwrap();
+    r.write_at(4096, b"later").unwrap();
+    let want = r.bytes().to_vec();
+    assert_eq!(&want[..4], b"head");
+    assert_eq!(&want[4096..4101], b"later");
+    assert!(want[4101..].iter().all(|&x| x == 0));
+    match r.prewrite_zeros(2 * 4096, 4097) {
+        Err(Error::OutOfBounds {
+            offset, len, size, ..
+        }) => assert_eq!((offset, len, size), (2 * 4096, 4097, 3 * 4096)),
+        other => panic!("expected OutOfBounds, got {other:?}"),
+    }
+    assert!(matches!(
+        r.prewrite_zeros(u64::MAX, 2),
+        Err(Error::OutOfBounds { .. })
+    ));
+    r.flush_range(0, 3 * 4096).unwrap();
+    assert_eq!(r.bytes(), &want[..]);
+    assert_eq!(d.read("r").unwrap(), want);
+}
+
 fn flusher_runs_from_another_thread_while_the_owner_writes(b: &Backend) {
     const LEN: u64 = 64 * 1024;
     const CHUNK: usize = 1000;
@@ -573,6 +599,7 @@ suite!(
     map_read_matches_content_and_is_aligned,
     create_region_is_zero_filled_exact_and_exclusive,
     region_write_at_is_visible_and_bounds_checked,
+    prewrite_zeros_keeps_the_content_and_is_bounds_checked,
     flusher_runs_from_another_thread_while_the_owner_writes,
     open_region_sees_earlier_writes,
     lock_is_exclusive_and_released_on_drop,

@@ -407,6 +407,30 @@ impl Region for FsRegion {
             .map_err(|e| Error::io(IoOp::FlushRange, &self.path, e))
     }
 
+    fn prewrite_zeros(&mut self, offset: u64, len: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let end = offset.checked_add(len).filter(|&e| e <= self.len());
+        let Some(end) = end else {
+            return Err(Error::OutOfBounds {
+                path: self.path.clone().into(),
+                offset,
+                len,
+                size: self.len(),
+            });
+        };
+        let mut at = offset;
+        while at < end {
+            let n = (end - at).min(ZEROS.len() as u64) as usize;
+            self.file
+                .write_all_at(&ZEROS[..n], at)
+                .map_err(|e| Error::io(IoOp::Write, &self.path, e))?;
+            at += n as u64;
+        }
+        self.start_writeback(offset, len)
+    }
+
     fn prefault(&self) -> Result<bool> {
         self.map
             .prefault()

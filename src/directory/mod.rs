@@ -267,6 +267,24 @@ pub trait Region: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Hints that bytes `offset..offset + len` — which still read as zeros,
+    /// never written since [`Directory::create_region`] made the file — will
+    /// be written soon. The backend may write the zeros out now, so the
+    /// file system records those blocks as written ahead of the barriers
+    /// that will cover them. On ext4 and XFS, `fallocate`d blocks stay
+    /// *unwritten* until their first write-back, and the first barrier
+    /// covering each block then also has to persist the conversion; doing
+    /// it ahead, a megabyte at a time, takes that metadata write off most
+    /// barriers. [`FsDirectory`] writes zeros (`pwrite`) and starts their
+    /// write-back; the default does nothing. The content never changes.
+    ///
+    /// Durable on return: nothing (a hint). A write-back error it causes is
+    /// reported by the next barrier, like any other.
+    fn prewrite_zeros(&mut self, offset: u64, len: u64) -> crate::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// Hints that the whole region is about to be written, so its pages can be
     /// faulted in now rather than on first touch. Returns whether the hint was
     /// applied.

@@ -92,7 +92,12 @@ impl Opener<'_> {
         // before the name is, and the name before any entry is acknowledged.
         self.dir.sync_file(&path)?;
         self.dir.sync_dir(wal_dir)?;
-        Ok(active(region, id, first, epoch, SEGMENT_HEADER_LEN))
+        let mut a = active(region, id, first, epoch, SEGMENT_HEADER_LEN);
+        if recycled.is_none() {
+            // Past the header, a new file reads as zeros: blocks to convert.
+            a.prewritten_off = Some(SEGMENT_HEADER_LEN);
+        }
+        Ok(a)
     }
 
     /// Takes the oldest pooled file of the configured segment size (files of
@@ -325,6 +330,7 @@ fn active(region: Box<dyn Region>, id: SegmentId, first: u64, epoch: u64, off: u
         write_off: off,
         synced_off: off,
         writeback_off: off,
+        prewritten_off: None,
         opened_at: Instant::now(),
     }
 }

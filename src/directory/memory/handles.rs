@@ -105,6 +105,18 @@ impl Region for MemRegion {
         })
     }
 
+    /// Writes the zeros like [`write_at`](Region::write_at) would, so crash
+    /// images show whatever a caller breaking the contract overwrote.
+    fn prewrite_zeros(&mut self, offset: u64, len: u64) -> Result<()> {
+        let len = usize::try_from(len).map_err(|_| Error::OutOfBounds {
+            path: self.path.clone().into(),
+            offset,
+            len,
+            size: self.len(),
+        })?;
+        self.write_at(offset, &vec![0; len])
+    }
+
     fn prefault(&self) -> Result<bool> {
         Ok(false)
     }
