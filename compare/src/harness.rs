@@ -161,10 +161,12 @@ pub trait Contender: Sync {
 }
 
 /// Operations done in a span of wall time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Work {
     pub ops: u64,
     pub elapsed: Duration,
+    /// Every operation's latency, when each one was timed (empty otherwise).
+    pub latencies: Vec<Duration>,
 }
 
 /// What one run of a task measured.
@@ -185,6 +187,9 @@ pub enum Measure {
     Latency,
     /// Operations per second; figure = median over rounds.
     Rate,
+    /// Operations per second (median over rounds), plus percentiles of every operation's
+    /// latency pooled over rounds.
+    RateAndLatency,
     /// Time; figure = median over rounds.
     Time,
 }
@@ -350,8 +355,8 @@ where
 }
 
 /// Runs `append` in a loop on `threads` threads that start together, until `run_for` has
-/// passed; returns the appends completed and the wall time until the last thread stopped
-/// (appends in flight at the deadline finish and count).
+/// passed; returns the appends completed, the wall time until the last thread stopped
+/// (appends in flight at the deadline finish and count), and every append's latency.
 pub fn append_for<F>(threads: usize, run_for: Duration, append: F) -> Outcome<Work>
 where
     F: Fn() -> Outcome<()> + Sync,
@@ -363,12 +368,13 @@ where
             .map(|_| {
                 scope.spawn(|| {
                     barrier.wait();
-                    let mut ops = 0u64;
+                    let mut latencies = Vec::with_capacity(1 << 16);
                     while !stop.load(Ordering::Relaxed) {
+                        let start = Instant::now();
                         append()?;
-                        ops += 1;
+                        latencies.push(start.elapsed());
                     }
-                    Ok(ops)
+                    Ok(latencies)
                 })
             })
             .collect();
@@ -376,16 +382,23 @@ where
         let start = Instant::now();
         std::thread::sleep(run_for);
         stop.store(true, Ordering::Relaxed);
-        let mut total: Outcome<u64> = Ok(0);
+        let mut all: Outcome<Vec<Duration>> = Ok(Vec::new());
         for handle in handles {
             let outcome = handle.join().expect("benchmark thread panicked");
-            total = match (total, outcome) {
-                (Ok(sum), Ok(ops)) => Ok(sum + ops),
+            all = match (all, outcome) {
+                (Ok(mut all), Ok(latencies)) => {
+                    all.extend(latencies);
+                    Ok(all)
+                }
                 (Err(error), _) | (Ok(_), Err(error)) => Err(error),
             };
         }
         let elapsed = start.elapsed();
-        total.map(|ops| Work { ops, elapsed })
+        all.map(|latencies| Work {
+            ops: latencies.len() as u64,
+            elapsed,
+            latencies,
+        })
     })
 }
 

@@ -177,7 +177,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
         tasks.push(Task {
             key: format!("threads-{threads}"),
             title: format!("durable appends/s, {DURABLE_PAYLOAD_BYTES} B, {threads} threads"),
-            measure: Measure::Rate,
+            measure: Measure::RateAndLatency,
             prepare: None,
             run: Box::new(move |c: &dyn Contender, dir: &Path| {
                 c.durable_append_threads(dir, &inputs.durable, threads, scale.thread_run_for)
@@ -200,6 +200,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
                 Ok(Sample::Work(Work {
                     ops: appends as u64,
                     elapsed,
+                    latencies: Vec::new(),
                 }))
             }),
         });

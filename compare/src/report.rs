@@ -146,10 +146,25 @@ fn stats(result: &TaskResult, index: usize) -> Option<Stats> {
     Stats::of(&values(result, index)?)
 }
 
+/// Every timed operation of a contender's rate samples, pooled over rounds, in µs.
+fn work_latencies(result: &TaskResult, index: usize) -> Option<Stats> {
+    let samples = result.samples[index].1.as_ref().ok()?;
+    let micros: Vec<f64> = samples
+        .iter()
+        .filter_map(|sample| match sample {
+            Sample::Work(work) => Some(&work.latencies),
+            _ => None,
+        })
+        .flatten()
+        .map(|d| d.as_secs_f64() * 1e6)
+        .collect();
+    Stats::of(&micros)
+}
+
 fn unit_of(measure: Measure) -> (Unit, Better) {
     match measure {
         Measure::Latency => (Unit::Micros, Better::Lower),
-        Measure::Rate => (Unit::Rate, Better::Higher),
+        Measure::Rate | Measure::RateAndLatency => (Unit::Rate, Better::Higher),
         Measure::Time => (Unit::Millis, Better::Lower),
     }
 }
@@ -166,11 +181,25 @@ fn rows(results: &[TaskResult]) -> Vec<Row> {
                 .map(|i| stats(result, i).map(pick))
                 .collect(),
         };
-        if let Measure::Latency = result.measure {
-            rows.push(figure(|s| s.p50, format!("{} p50", result.title)));
-            rows.push(figure(|s| s.p99, format!("{} p99", result.title)));
-        } else {
-            rows.push(figure(|s| s.p50, result.title.clone()));
+        match result.measure {
+            Measure::Latency => {
+                rows.push(figure(|s| s.p50, format!("{} p50", result.title)));
+                rows.push(figure(|s| s.p99, format!("{} p99", result.title)));
+            }
+            Measure::RateAndLatency => {
+                rows.push(figure(|s| s.p50, result.title.clone()));
+                let latency = |pick: fn(Stats) -> f64, name: &str| Row {
+                    label: format!("{}: latency {name}", result.title),
+                    unit: Unit::Micros,
+                    better: Better::Lower,
+                    values: (0..result.samples.len())
+                        .map(|i| work_latencies(result, i).map(pick))
+                        .collect(),
+                };
+                rows.push(latency(|s| s.p50, "p50"));
+                rows.push(latency(|s| s.p99, "p99"));
+            }
+            Measure::Rate | Measure::Time => rows.push(figure(|s| s.p50, result.title.clone())),
         }
     }
     if let Some(growth) = resume_growth(results, &rows) {
