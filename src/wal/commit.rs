@@ -318,8 +318,12 @@ impl GroupCommit {
                     g = self.lock();
                 }
                 Err(e) => {
-                    drop(g);
-                    self.poison(&e);
+                    // IMPORTANT: poisoned before the state lock is released:
+                    // no waiter may start another barrier, whose success
+                    // would acknowledge entries this one failed to make
+                    // durable.
+                    self.mark_poisoned(&e);
+                    self.wake(g);
                     return Err(e);
                 }
             }
@@ -341,6 +345,15 @@ impl GroupCommit {
     /// every waiter. Returns whether this call poisoned it. Never call it
     /// holding the state lock.
     pub(crate) fn poison(&self, err: &Error) -> bool {
+        let first = self.mark_poisoned(err);
+        // Every parked waiter must hear of it: the one the last barrier
+        // handed the next to may now refuse to lead it.
+        self.wake(self.lock());
+        first
+    }
+
+    /// Sets the poisoned flag and cause, waking nobody.
+    fn mark_poisoned(&self, err: &Error) -> bool {
         let mut cause = self.cause.lock().unwrap_or_else(|e| e.into_inner());
         if cause.is_some() {
             return false;
@@ -349,10 +362,6 @@ impl GroupCommit {
         // IMPORTANT: set before any waiter is woken, so no waiter of the
         // failed batch can see success.
         self.poisoned.store(true, Ordering::Release);
-        drop(cause);
-        // Every parked waiter must hear of it: the one the last barrier
-        // handed the next to may now refuse to lead it.
-        self.wake(self.lock());
         true
     }
 
