@@ -114,14 +114,17 @@ impl SegmentHeader {
         if b[0..8] != SEGMENT_MAGIC {
             return Err(HeaderError::Magic);
         }
+        // The version before the CRC: another version may lay out (and
+        // checksum) its header differently. Checkpoint and record-log
+        // headers use the same order.
+        let version = u32_at(b, 8);
+        if version != FORMAT_VERSION {
+            return Err(HeaderError::Version(version));
+        }
         let stored = u32_at(b, 60);
         let computed = crc32fast::hash(&b[0..60]);
         if stored != computed {
             return Err(HeaderError::Checksum { stored, computed });
-        }
-        let version = u32_at(b, 8);
-        if version != FORMAT_VERSION {
-            return Err(HeaderError::Version(version));
         }
         if u32_at(b, 12) as usize != SEGMENT_HEADER_LEN {
             return Err(HeaderError::Field("header length"));
@@ -309,6 +312,21 @@ mod tests {
             assert!(SegmentHeader::decode(&c).is_err(), "flip at {i} accepted");
         }
         assert_eq!(SegmentHeader::decode(&b[..10]), Err(HeaderError::Short));
+    }
+
+    #[test]
+    fn another_version_is_reported_as_such_whatever_its_crc() {
+        let h = SegmentHeader {
+            segment: SegmentId(1),
+            first_entry: EntryId(1),
+            epoch: 1,
+            segment_len: 1 << 20,
+        };
+        let mut b = h.encode();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        // A newer format may checksum its header differently: the stored CRC
+        // is not ours, and the version must still be what is reported.
+        assert_eq!(SegmentHeader::decode(&b), Err(HeaderError::Version(2)));
     }
 
     #[test]
