@@ -276,6 +276,7 @@ fn append_rejects_oversized_record_without_poisoning() {
     log.append(&[0; 100]).unwrap();
     log.sync().unwrap();
     assert_eq!(log.len(), 1);
+    drop(log);
     // A lower limit later never hides records already written.
     options.max_record_size_bytes = 10;
     let log = RecordLog::open_with(dir, LOG, options).unwrap();
@@ -342,4 +343,32 @@ fn invalid_path_is_refused() {
         RecordLog::open(MemoryDirectory::arc(), "../x.log"),
         Err(Error::InvalidPath { .. })
     ));
+}
+
+#[test]
+fn a_second_writer_is_locked_out_and_readers_are_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    for dir in [
+        MemoryDirectory::arc(),
+        FsDirectory::arc(tmp.path()).unwrap(),
+    ] {
+        let mut log = RecordLog::open(Arc::clone(&dir), LOG).unwrap();
+        log.append(b"first").unwrap();
+        log.sync().unwrap();
+        let before = dir.read(LOG).unwrap();
+        // Refused before it could scan, cut or write anything.
+        match RecordLog::open(Arc::clone(&dir), LOG) {
+            Err(Error::Locked { .. }) => {}
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert_eq!(dir.read(LOG).unwrap(), before);
+        // Readers take no lock.
+        let records = RecordLog::read(&*dir, LOG, RecordLogMode::Strict).unwrap();
+        assert_eq!(records.iter().collect::<Vec<_>>(), [&b"first"[..]]);
+        drop(log);
+        let mut log = RecordLog::open(Arc::clone(&dir), LOG).unwrap();
+        log.append(b"second").unwrap();
+        log.sync().unwrap();
+        assert_eq!(log.records().unwrap().len(), 2);
+    }
 }

@@ -16,7 +16,12 @@
 //! [`Error::Poisoned`], since nothing appended since
 //! the last successful sync can be trusted (reopen to continue).
 //!
-//! One writer per file: hold your directory's lock.
+//! One writer per file: [`RecordLog::open`] takes the exclusive lock
+//! `{path}.lock` (a file beside the log, held with `flock` on
+//! [`FsDirectory`](crate::FsDirectory)), so a second writer, in this process
+//! or another, gets [`Error::Locked`](crate::Error::Locked) instead of
+//! interleaving frames or cutting a tail still being written. Reading
+//! ([`RecordLog::read`]) takes no lock.
 //!
 //! ```
 //! use std::sync::Arc;

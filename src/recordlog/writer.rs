@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::format::{self, encode_frame, encode_header};
 use super::reader::Records;
 use super::{RecordLogMode, RecordLogOptions};
-use crate::directory::{path, Directory, WritableFile};
+use crate::directory::{path, DirLock, Directory, WritableFile};
 use crate::error::{Error, Result};
 
 /// Frame buffers above this size are released after use rather than kept.
@@ -40,6 +40,7 @@ pub struct RecordLog {
     count: u64,
     frame: Vec<u8>,
     poisoned: Option<String>,
+    _lock: DirLock,
 }
 
 impl RecordLog {
@@ -51,8 +52,9 @@ impl RecordLog {
     ///
     /// # Errors
     ///
-    /// A bad file header (`Corrupt`, `UnsupportedVersion`,
-    /// `ChecksumMismatch`), [`Error::InvalidPath`], or an I/O failure.
+    /// [`Error::Locked`] if another writer has the log open; a bad file
+    /// header (`Corrupt`, `UnsupportedVersion`, `ChecksumMismatch`),
+    /// [`Error::InvalidPath`], or an I/O failure.
     pub fn open(dir: Arc<dyn Directory>, path: &str) -> Result<RecordLog> {
         RecordLog::open_with(dir, path, RecordLogOptions::default())
     }
@@ -65,6 +67,10 @@ impl RecordLog {
         options: RecordLogOptions,
     ) -> Result<RecordLog> {
         path::check_file(path)?;
+        // IMPORTANT: before the scan: a second writer cutting a "torn" tail
+        // that is really the first writer's append in progress would
+        // destroy records.
+        let lock = dir.lock(&lock_path(path))?;
         let count = if dir.exists(path)? {
             let (scan, file_len) = {
                 let map = dir.map_read(path)?;
@@ -96,6 +102,7 @@ impl RecordLog {
             count,
             frame: Vec::new(),
             poisoned: None,
+            _lock: lock,
         })
     }
 
@@ -200,4 +207,9 @@ impl fmt::Debug for RecordLog {
             .field("poisoned", &self.poisoned)
             .finish()
     }
+}
+
+/// The lock file that makes a record log's writer exclusive: `{path}.lock`.
+fn lock_path(path: &str) -> String {
+    format!("{path}.lock")
 }
