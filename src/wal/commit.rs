@@ -41,7 +41,11 @@
 //! extra thread or hand-off latency for a single writer (the appender runs
 //! its own `msync`, so one-thread latency equals the raw barrier), and under
 //! load it batches exactly as well: everyone who arrives during a barrier
-//! shares the next one.
+//! shares the next one. Measured with a prototype (same waiting, appenders
+//! never lead, one thread runs every barrier): with the sync thread
+//! spinning while idle — a core burnt for good — 1 thread did 9.6 k/s
+//! against 11.5 k/s here and 8 threads 63.8 against 62.9 k/s; with it
+//! sleeping while idle, 6.0 and 51.0 k/s.
 //!
 //! # One barrier at a time
 //!
