@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use zerodur::wal::{EntryId, ReadMode, Wal, WalOptions, WalReader};
-use zerodur::{Directory, Error, FsDirectory, MemoryDirectory};
+use zerodur::{Directory, Error, FsDirectory, MemoryDirectory, OpKind};
 
 fn opts() -> WalOptions {
     WalOptions::new("wal").segment_size_bytes(8 * 1024)
@@ -197,4 +197,34 @@ fn durable_appends_over_megabytes_keep_every_byte() {
         let used = last.iter().rposition(|&b| b != 0).unwrap();
         assert!(used < last.len() - 4096, "the active segment is not full");
     }
+}
+
+/// `zero_ahead(false)` writes no zeros ahead; the default writes them on the
+/// first small barrier of a new segment and not again until the tail nears
+/// their end.
+#[test]
+fn zero_ahead_writes_only_when_enabled() {
+    let writes = |zero_ahead: bool| {
+        let mem = MemoryDirectory::new();
+        let dir: Arc<dyn Directory> = Arc::new(mem.clone());
+        let wal = Wal::open(
+            dir.clone(),
+            WalOptions::new("wal")
+                .segment_size_bytes(4 << 20)
+                .zero_ahead(zero_ahead),
+        )
+        .unwrap();
+        let before = mem.op_log().len();
+        for i in 0..20u64 {
+            wal.append_durable(&payload(i)).unwrap();
+        }
+        drop(wal);
+        let n = mem.op_log()[before..]
+            .iter()
+            .filter(|op| op.kind == OpKind::Write)
+            .count();
+        assert_eq!(replay_all(&dir, ReadMode::Strict).len(), 20);
+        n
+    };
+    assert_eq!(writes(true), writes(false) + 1);
 }

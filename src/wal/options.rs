@@ -75,6 +75,7 @@ pub struct WalOptions {
     pub(crate) max_entry_bytes: Option<u64>,
     pub(crate) first_entry: u64,
     pub(crate) commit_spin: Duration,
+    pub(crate) zero_ahead: bool,
     pub(crate) observer: Option<Arc<dyn WalObserver>>,
 }
 
@@ -94,6 +95,7 @@ impl WalOptions {
             max_entry_bytes: None,
             first_entry: 1,
             commit_spin: COMMIT_SPIN_DEFAULT,
+            zero_ahead: true,
             observer: None,
         }
     }
@@ -175,6 +177,21 @@ impl WalOptions {
         self
     }
 
+    /// Whether durable appends into a newly created segment write zeros
+    /// ahead of the tail (default true), a megabyte at a time, so that
+    /// barriers rarely land on a block the file system still records as
+    /// unwritten (`fallocate` leaves them so; the first barrier covering each
+    /// block would also have to persist its conversion). Measured here with
+    /// 8 threads: p90 barrier 150–210 µs without, 110–130 µs with.
+    ///
+    /// Turn it off on copy-on-write file systems (btrfs, ZFS), where the
+    /// zeros are only extra writes, or where written bytes are metered. See
+    /// [`Region::prewrite_zeros`](crate::Region::prewrite_zeros).
+    pub fn zero_ahead(mut self, yes: bool) -> Self {
+        self.zero_ahead = yes;
+        self
+    }
+
     /// Receives an event for every append, sync, rotation, recycle,
     /// truncation and poisoning.
     pub fn observer(mut self, observer: Arc<dyn WalObserver>) -> Self {
@@ -244,6 +261,7 @@ impl fmt::Debug for WalOptions {
             .field("max_entry_bytes", &self.max_entry_bytes)
             .field("first_entry", &self.first_entry)
             .field("commit_spin", &self.commit_spin)
+            .field("zero_ahead", &self.zero_ahead)
             .field("observer", &self.observer.is_some())
             .finish()
     }

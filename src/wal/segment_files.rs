@@ -93,7 +93,7 @@ impl Opener<'_> {
         self.dir.sync_file(&path)?;
         self.dir.sync_dir(wal_dir)?;
         let mut a = active(region, id, first, epoch, SEGMENT_HEADER_LEN);
-        if recycled.is_none() {
+        if recycled.is_none() && self.opts.zero_ahead {
             // Past the header, a new file reads as zeros: blocks to convert.
             a.prewritten_off = Some(SEGMENT_HEADER_LEN);
         }
