@@ -411,6 +411,10 @@ impl Region for FsRegion {
         use std::os::unix::fs::FileExt;
 
         static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        // Counted as a write by fault plans, as on the memory backend.
+        if let Some(e) = self.faults.check(OpKind::Write) {
+            return Err(Error::io(IoOp::Write, &self.path, e));
+        }
         let end = offset.checked_add(len).filter(|&e| e <= self.len());
         let Some(end) = end else {
             return Err(Error::OutOfBounds {
