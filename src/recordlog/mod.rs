@@ -19,7 +19,7 @@
 //! One writer per file: [`RecordLog::open`] takes the exclusive lock
 //! `{path}.lock` (a file beside the log, held with `flock` on
 //! [`FsDirectory`](crate::FsDirectory)), so a second writer, in this process
-//! or another, gets [`Error::Locked`](crate::Error::Locked) instead of
+//! or another, gets [`Error::Locked`] instead of
 //! interleaving frames or cutting a tail still being written. Reading
 //! ([`RecordLog::read`]) takes no lock.
 //!
