@@ -369,60 +369,70 @@ impl<'r> Walker<'r> {
     }
 
     /// Maps segment `idx` and checks its header. `None` when it is a final
-    /// segment that was never born (a crash during rotation).
-    fn open_segment(&mut self, idx: usize) -> Result<Option<OpenSegment>> {
-        let path = self.segment_path(idx);
-        let map = self.reader.dir.map_read(&path)?;
-        map.advise_sequential();
-        let is_final = idx + 1 == self.reader.segments.len();
-        let id = self.reader.segments[idx];
-        let h = match check_header(&map, id, &path) {
-            Ok(h) => h,
-            Err(e) if !is_final || !is_unborn(&map, self.expect) => return Err(e),
-            Err(_) => return Ok(None),
-        };
-        match self.expect {
-            Some(e) if h.first_entry.0 != e => {
-                return Err(Error::corrupt(
-                    path,
-                    24,
-                    CorruptKind::EntryIdGap {
-                        expected: e,
-                        found: h.first_entry.0,
-                    },
-                ))
-            }
-            None => {
-                if let Some(f) = self.from.filter(|&f| f < h.first_entry.0) {
+    /// segment that was never born (a crash during rotation). With a start
+    /// id, skips whole segments that end before it, judged by the next
+    /// header; each file is mapped once.
+    fn open_segment(&mut self, mut idx: usize) -> Result<Option<OpenSegment>> {
+        let mut mapped = None;
+        loop {
+            let path = self.segment_path(idx);
+            let map = match mapped.take() {
+                Some(map) => map,
+                None => self.reader.dir.map_read(&path)?,
+            };
+            let is_final = idx + 1 == self.reader.segments.len();
+            let id = self.reader.segments[idx];
+            let h = match check_header(&map, id, &path) {
+                Ok(h) => h,
+                Err(e) if !is_final || !is_unborn(&map, self.expect) => return Err(e),
+                Err(_) => return Ok(None),
+            };
+            match self.expect {
+                Some(e) if h.first_entry.0 != e => {
                     return Err(Error::corrupt(
                         path,
                         24,
-                        CorruptKind::LogStartsTooLate {
-                            needed: f,
-                            first: h.first_entry.0,
+                        CorruptKind::EntryIdGap {
+                            expected: e,
+                            found: h.first_entry.0,
                         },
-                    ));
+                    ))
+                }
+                None => {
+                    if let Some(f) = self.from.filter(|&f| f < h.first_entry.0) {
+                        return Err(Error::corrupt(
+                            path,
+                            24,
+                            CorruptKind::LogStartsTooLate {
+                                needed: f,
+                                first: h.first_entry.0,
+                            },
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            // Skip whole segments that end before `from`, using the next header.
+            if let (Some(f), false) = (self.from, is_final) {
+                let next_path = self.segment_path(idx + 1);
+                let next = self.reader.dir.map_read(&next_path)?;
+                if let Ok(nh) = check_header(&next, self.reader.segments[idx + 1], &next_path) {
+                    if nh.first_entry.0 <= f && nh.first_entry.0 >= h.first_entry.0 {
+                        self.expect = Some(nh.first_entry.0);
+                        self.idx += 1;
+                        idx += 1;
+                        mapped = Some(next);
+                        continue;
+                    }
                 }
             }
-            _ => {}
+            map.advise_sequential();
+            return Ok(Some(OpenSegment {
+                file: Arc::new(SegmentFile { map, path }),
+                cursor: Cursor::new(&h),
+                is_final,
+            }));
         }
-        // Skip whole segments that end before `from`, using the next header.
-        if let (Some(f), false) = (self.from, is_final) {
-            let next_path = self.segment_path(idx + 1);
-            let next = self.reader.dir.map_read(&next_path)?;
-            if let Ok(nh) = check_header(&next, self.reader.segments[idx + 1], &next_path) {
-                if nh.first_entry.0 <= f && nh.first_entry.0 >= h.first_entry.0 {
-                    self.expect = Some(nh.first_entry.0);
-                    self.idx += 1;
-                    return self.open_segment(idx + 1);
-                }
-            }
-        }
-        Ok(Some(OpenSegment {
-            file: Arc::new(SegmentFile { map, path }),
-            cursor: Cursor::new(&h),
-            is_final,
-        }))
     }
 }
 
