@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::fault::{Fault, FaultPlan, OpKind};
 use super::path::{check_dir, check_file};
-use super::{DirLock, Directory, ReadMap, Region, RegionFlush, WritableFile};
+use super::{check_range, DirLock, Directory, ReadMap, Region, RegionFlush, WritableFile};
 use crate::error::{Error, IoOp, Result};
 use crate::mmap::{preallocate, start_writeback, FileLock, ReadOnlyMap, RegionMap, RegionSyncer};
 
@@ -415,15 +415,7 @@ impl Region for FsRegion {
         if let Some(e) = self.faults.check(OpKind::Write) {
             return Err(Error::io(IoOp::Write, &self.path, e));
         }
-        let end = offset.checked_add(len).filter(|&e| e <= self.len());
-        let Some(end) = end else {
-            return Err(Error::OutOfBounds {
-                path: self.path.clone().into(),
-                offset,
-                len,
-                size: self.len(),
-            });
-        };
+        let end = check_range(&self.path, offset, len, self.len())?;
         let mut at = offset;
         while at < end {
             let n = (end - at).min(ZEROS.len() as u64) as usize;

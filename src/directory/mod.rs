@@ -181,6 +181,20 @@ pub trait Directory: Send + Sync + fmt::Debug {
     }
 }
 
+/// Checks that `offset..offset + len` lies within a region of `size` bytes
+/// at `path`; returns the end offset, or [`Error::OutOfBounds`](crate::Error::OutOfBounds).
+pub(crate) fn check_range(path: &str, offset: u64, len: u64, size: u64) -> Result<u64> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(end),
+        _ => Err(crate::Error::OutOfBounds {
+            path: path.into(),
+            offset,
+            len,
+            size,
+        }),
+    }
+}
+
 /// Syncs every ancestor directory of `path`, innermost first up to the root,
 /// so the whole chain of names leading to it is durable (after
 /// `create_dir_all`, or after a writer that created them was killed before

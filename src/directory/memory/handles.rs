@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{sync_inode, MemoryDirectory};
 use crate::directory::fault::OpKind;
-use crate::directory::{Region, RegionFlush, WritableFile};
+use crate::directory::{check_range, Region, RegionFlush, WritableFile};
 use crate::error::{Error, IoOp, Result};
 
 #[derive(Debug)]
@@ -74,15 +74,7 @@ impl Region for MemRegion {
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let end = offset.checked_add(data.len() as u64);
-        if end.is_none_or(|e| e > self.len()) {
-            return Err(Error::OutOfBounds {
-                path: self.path.clone().into(),
-                offset,
-                len: data.len() as u64,
-                size: self.len(),
-            });
-        }
+        check_range(&self.path, offset, data.len() as u64, self.len())?;
         let mut st = self.dir.lock_state();
         self.dir
             .begin(&mut st, OpKind::Write, IoOp::Write, &self.path)?;
@@ -108,13 +100,9 @@ impl Region for MemRegion {
     /// Writes the zeros like [`write_at`](Region::write_at) would, so crash
     /// images show whatever a caller breaking the contract overwrote.
     fn prewrite_zeros(&mut self, offset: u64, len: u64) -> Result<()> {
-        let len = usize::try_from(len).map_err(|_| Error::OutOfBounds {
-            path: self.path.clone().into(),
-            offset,
-            len,
-            size: self.len(),
-        })?;
-        self.write_at(offset, &vec![0; len])
+        check_range(&self.path, offset, len, self.len())?;
+        // Within the region, so it fits in memory.
+        self.write_at(offset, &vec![0; len as usize])
     }
 
     fn prefault(&self) -> Result<bool> {
