@@ -306,6 +306,30 @@ pub enum CorruptKind {
     BadFileName,
     /// The file ends in a torn or garbage tail and strict mode forbids it.
     TornTail,
+    /// A frame does not decode although a later frame proves it was durable:
+    /// damage no crash can produce (a crash only tears what was never made
+    /// durable).
+    BelowDurablePoint {
+        /// Offset, in the same file, of the valid frame that was written
+        /// after the damaged one had been made durable.
+        evidence: u64,
+    },
+    /// The file's length disagrees with the length its header (or the
+    /// protocol that made it) recorded: cut short or extended.
+    LengthMismatch {
+        /// The length the header records.
+        expected: u64,
+        /// The file's length.
+        found: u64,
+    },
+    /// A generation number (epoch) does not exceed the one before it, as
+    /// every new segment's must.
+    EpochRegression {
+        /// The epoch it must exceed.
+        previous: u64,
+        /// The epoch found.
+        found: u64,
+    },
 }
 
 impl fmt::Display for CorruptKind {
@@ -333,6 +357,18 @@ impl fmt::Display for CorruptKind {
             CorruptKind::Unsealed => f.write_str("sealed segment has no seal marker"),
             CorruptKind::BadFileName => f.write_str("file name does not follow the naming grammar"),
             CorruptKind::TornTail => f.write_str("torn tail (rejected in strict mode)"),
+            CorruptKind::BelowDurablePoint { evidence } => write!(
+                f,
+                "damaged below the durable point (the valid frame at offset {evidence} was written after this one was durable)"
+            ),
+            CorruptKind::LengthMismatch { expected, found } => write!(
+                f,
+                "file is {found} bytes but its header records {expected}"
+            ),
+            CorruptKind::EpochRegression { previous, found } => write!(
+                f,
+                "epoch {found} does not exceed the previous epoch {previous}"
+            ),
         }
     }
 }
