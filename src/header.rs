@@ -3,6 +3,7 @@
 //! Each format then checks its own fields.
 
 use crate::error::{CorruptKind, Error, Result};
+use crate::le::u32_at;
 
 /// Where a header keeps what [`checked_header`] verifies.
 pub(crate) struct HeaderSpec {
@@ -59,8 +60,4 @@ pub(crate) fn checked_header<'a>(
         });
     }
     Ok(b)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }

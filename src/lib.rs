@@ -58,6 +58,7 @@ pub mod checkpoint;
 pub mod directory;
 mod error;
 mod header;
+mod le;
 #[allow(unsafe_code)]
 mod mmap;
 pub mod publish;

@@ -9,12 +9,18 @@
 //!    reuse their ids.)
 //! 2. Write the checkpoint: temporary file, one file sync, rename, one
 //!    directory sync.
-//! 3. Retire WAL segments whose entries are all covered by the **oldest
+//! 3. Choose the kept checkpoints: the new one, then older ones newest
+//!    first until `keep` are chosen, counting **only checkpoints that load
+//!    and validate** (envelope, both CRCs, the tag, rkyv's checked access as
+//!    a `T`). A damaged checkpoint is never counted as kept, never deleted
+//!    here, and reported in [`Published::damaged`].
+//! 4. Retire WAL segments whose entries are all covered by the **oldest
 //!    kept** checkpoint, oldest first, never the active segment (each step
 //!    durable, see [`Wal::truncate_prefix`]). Keeping the log back to the
-//!    oldest kept checkpoint is what lets recovery fall back to it when a
-//!    newer one is damaged.
-//! 4. Remove checkpoints older than the kept ones; sync the directory.
+//!    oldest valid kept checkpoint is what lets recovery fall back to it when
+//!    a newer one is damaged.
+//! 5. Remove the checkpoints older than the oldest kept one; sync the
+//!    directory.
 //!
 //! A crash before 2 completes leaves the previous checkpoint and the whole
 //! log; between 2 and 3 the new checkpoint and the whole log (recovery skips
@@ -22,7 +28,8 @@
 //! old checkpoints. Every case recovers to the last published checkpoint plus
 //! the WAL after it.
 
-use rkyv::api::high::HighSerializer;
+use rkyv::api::high::{HighSerializer, HighValidator};
+use rkyv::bytecheck::CheckBytes;
 use rkyv::ser::allocator::ArenaHandle;
 use rkyv::util::AlignedVec;
 use rkyv::{rancor, Archive, Serialize};
@@ -92,6 +99,9 @@ pub struct Published {
     pub segments_retired: usize,
     /// Old checkpoints removed.
     pub checkpoints_removed: usize,
+    /// Checkpoints newer than the oldest kept one that failed to load or
+    /// validate: not counted as kept, and left in place.
+    pub damaged: Vec<String>,
 }
 
 /// Publishes `value` as the checkpoint of every entry up to `last_entry`,
@@ -136,6 +146,7 @@ pub fn publish_checkpoint<T>(
 ) -> Result<Published>
 where
     T: Archive + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
 {
     match wal.last_entry_id() {
         Some(last) if last >= last_entry => {}
@@ -167,16 +178,31 @@ where
     let path = name.path_in(folder);
     Checkpoint::write(dir, &path, opts.tag, Some(last_entry.get()), value)?;
 
+    // IMPORTANT: the WAL is kept back to the oldest checkpoint that really
+    // loads: a damaged one counted as kept would let the log it needs be
+    // truncated away.
     let names = list_checkpoints(dir, folder)?;
-    let kept: Vec<&CheckpointName> = names.iter().take(opts.keep).collect();
-    let floor = kept
-        .iter()
-        .map(|n| n.last_entry().unwrap_or(0))
-        .min()
-        .unwrap_or(last_entry.get());
+    let mut kept = 0;
+    let mut floor = last_entry.get();
+    let mut damaged = Vec::new();
+    let mut oldest_kept = names.len();
+    for (i, old) in names.iter().enumerate() {
+        if kept == opts.keep {
+            break;
+        }
+        let old_path = old.path_in(folder);
+        let valid = old_path == path || Checkpoint::<T>::load(dir, &old_path, opts.tag).is_ok();
+        if valid {
+            kept += 1;
+            floor = floor.min(old.last_entry().unwrap_or(0));
+            oldest_kept = i;
+        } else {
+            damaged.push(old_path);
+        }
+    }
     let segments_retired = wal.truncate_prefix(EntryId::new(floor))?;
     let mut checkpoints_removed = 0;
-    for old in names.iter().skip(opts.keep) {
+    for old in names.iter().skip(oldest_kept + 1) {
         dir.remove(&old.path_in(folder))?;
         checkpoints_removed += 1;
     }
@@ -187,5 +213,6 @@ where
         path,
         segments_retired,
         checkpoints_removed,
+        damaged,
     })
 }

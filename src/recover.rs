@@ -36,13 +36,19 @@ pub struct RecoveryOptions {
 }
 
 impl RecoveryOptions {
-    /// Strict: the WAL must end cleanly ([`ReadMode::Strict`]).
+    /// Strict: the WAL must end cleanly ([`ReadMode::Strict`]), and the
+    /// newest checkpoint must load: one that fails validation or carries
+    /// another tag is an error, not skipped.
     pub fn strict() -> RecoveryOptions {
         RecoveryOptions::new(ReadMode::Strict)
     }
 
     /// Best-effort: a torn tail in the final WAL segment ends the log, as a
-    /// crash leaves it ([`ReadMode::BestEffort`]). Use this after a crash.
+    /// crash leaves it ([`ReadMode::BestEffort`]), and a checkpoint that
+    /// fails to load (damaged, another tag, invalid archive) is skipped and
+    /// reported in [`Recovered::skipped`]; the next older one is tried. Use
+    /// this after a crash. Damage below the WAL's durable point is still an
+    /// error.
     pub fn best_effort() -> RecoveryOptions {
         RecoveryOptions::new(ReadMode::BestEffort)
     }
@@ -165,13 +171,18 @@ pub struct Recovered<S> {
 
 /// Recovers state from the newest valid checkpoint plus the WAL after it.
 ///
-/// 1. Checkpoints in `opts`' checkpoint directory are tried newest first; one
-///    that fails to load (damaged, wrong tag, invalid archive) is skipped and
-///    reported, and the next older one is tried.
+/// 1. Checkpoints in `opts`' checkpoint directory are tried newest first; in
+///    best-effort mode one that fails to load (damaged, wrong tag, invalid
+///    archive) is skipped and reported, and the next older one is tried; in
+///    strict mode it is the error.
 /// 2. `init` builds the state from the chosen checkpoint's archive (`None`
 ///    when there is none).
 /// 3. The WAL is replayed from the entry after the checkpoint; `apply` gets
 ///    each entry as a checked `&Archived<E>`.
+///
+/// The WAL folder must exist ([`Error::NotFound`] naming it otherwise),
+/// except in a store that has neither a WAL folder nor a checkpoint folder
+/// yet: a new store recovers to `init(None)` with nothing replayed.
 ///
 /// A WAL that starts after the entry the checkpoint needs next
 /// ([`CorruptKind::LogStartsTooLate`]) or ends before the checkpoint's last
@@ -230,6 +241,19 @@ where
         .map(EntryId::new);
     let mut state = init(checkpoint.as_deref());
     let from = EntryId::new(checkpoint_entry.map_or(1, |e| e.get() + 1));
+    // A new store (no WAL folder, no checkpoint folder) is empty; a missing
+    // WAL beside checkpoints is an error: the log they need is not there.
+    if !dir.exists(&opts.wal_dir)? && !dir.exists(&opts.checkpoint_dir)? {
+        return Ok(Recovered {
+            state,
+            checkpoint: None,
+            checkpoint_entry: None,
+            replayed: 0,
+            last_entry: None,
+            skipped,
+            torn_tail: false,
+        });
+    }
     let reader = WalReader::open(Arc::clone(dir), &opts.wal_dir, opts.mode)?;
     let summary = reader.replay_archived::<E, _>(Some(from), |id, entry| {
         apply(&mut state, id, entry);
@@ -286,6 +310,7 @@ where
                 });
                 return Ok((Some(c), skipped));
             }
+            Err(error) if opts.mode == ReadMode::Strict => return Err(error),
             Err(error) => {
                 opts.emit(RecoveryEvent::CheckpointSkipped {
                     path: path.clone(),

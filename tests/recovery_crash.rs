@@ -366,8 +366,14 @@ fn damaged_newest_checkpoint_falls_back_to_the_older_kept_one() {
             bytes[at] ^= 0x10;
             image.atomic_write(&newest, &bytes).unwrap();
 
-            let events = Arc::new(Events::default());
             let dir: Arc<dyn Directory> = Arc::new(image.clone());
+            // Strict recovery reports the damaged checkpoint instead of
+            // skipping it.
+            match recover(&dir, &recovery_options(true)) {
+                Ok(_) => panic!("{}: strict recovery skipped a damaged checkpoint", what()),
+                Err(e) => assert!(e.to_string().contains(&newest), "{}: {e}", what()),
+            }
+            let events = Arc::new(Events::default());
             let opts = recovery_options(false).observer(events.clone());
             let o = recover(&dir, &opts).unwrap_or_else(|e| panic!("{}: {e}", what()));
             check_outcome(&o, &script.model, &cp.progress, true, &what);

@@ -781,7 +781,10 @@ fn bad_frame_below_the_durable_point_is_corrupt_not_a_shorter_log() {
             for mode in [ReadMode::BestEffort, ReadMode::Strict] {
                 let e = replay_err(&d, mode);
                 assert!(
-                    matches!(corrupt_kind(&e), Some(CorruptKind::BadFrame(_))),
+                    matches!(
+                        corrupt_kind(&e),
+                        Some(CorruptKind::BelowDurablePoint { .. })
+                    ),
                     "{ctx}, {mode:?}: {e}"
                 );
             }

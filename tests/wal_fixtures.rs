@@ -81,6 +81,27 @@ fn append_varied(wal: &Wal, tag: &str, n: u64) {
 fn finish(wal: Wal, root: &Path) {
     wal.close().unwrap();
     fs::remove_file(root.join(WAL_DIR).join("LOCK")).unwrap();
+    pin_birth_times(root);
+}
+
+/// A fixed birth time for every segment and pooled file, so the fixtures
+/// regenerate byte-identical (the writer stores the wall clock).
+const FIXTURE_BIRTH_MS: u64 = 1_700_000_000_000;
+
+/// Replaces the birth time (header bytes 48..56) of every file of the WAL
+/// folder with [`FIXTURE_BIRTH_MS`] and recomputes the header CRC.
+fn pin_birth_times(root: &Path) {
+    for entry in fs::read_dir(root.join(WAL_DIR)).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = fs::read(&path).unwrap();
+        if bytes.len() < SEGMENT_HEADER_BYTES || !bytes.starts_with(b"ZDURWAL\x01") {
+            continue;
+        }
+        bytes[48..56].copy_from_slice(&FIXTURE_BIRTH_MS.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..60]);
+        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+        fs::write(&path, bytes).unwrap();
+    }
 }
 
 /// 104 entries in three segments (two sealed): 100 single appends, then a
@@ -390,7 +411,7 @@ fn clean_segment_header_and_first_frame_bytes_are_pinned() {
     let bytes = fs::read(fixtures_dir().join("clean").join(seg(1))).unwrap();
     assert_eq!(bytes.len() as u64, SEGMENT_SIZE_BYTES);
     // Header: magic, version 1, header length 64, segment 1, first entry 1,
-    // epoch 1, segment length, reserved zeros, CRC.
+    // epoch 1, segment length, birth time, reserved zeros, CRC.
     assert_eq!(&bytes[0..8], b"ZDURWAL\x01");
     assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
     assert_eq!(&bytes[12..16], &64u32.to_le_bytes());
@@ -398,7 +419,8 @@ fn clean_segment_header_and_first_frame_bytes_are_pinned() {
     assert_eq!(&bytes[24..32], &1u64.to_le_bytes());
     assert_eq!(&bytes[32..40], &1u64.to_le_bytes());
     assert_eq!(&bytes[40..48], &SEGMENT_SIZE_BYTES.to_le_bytes());
-    assert!(bytes[48..60].iter().all(|&b| b == 0));
+    assert_eq!(&bytes[48..56], &FIXTURE_BIRTH_MS.to_le_bytes());
+    assert!(bytes[56..60].iter().all(|&b| b == 0));
     assert_eq!(&bytes[60..64], &crc32fast::hash(&bytes[..60]).to_le_bytes());
     // First frame: entry 1, 37 bytes, kind "entry", epoch 1, nothing durable
     // yet (lag 1), CRC (first) over header bytes 4..32 and the payload: one
@@ -788,8 +810,14 @@ fn epochs_and_ids_at_the_end_of_their_range_are_errors_not_overflows() {
     };
 
     // A pool file at the last epoch: no later epoch exists for a new segment.
-    let dir = MemoryDirectory::arc();
-    dir.create_dir_all(WAL_DIR).unwrap();
+    let dir = image_of(
+        2,
+        len,
+        &[
+            header_bytes(2, 1, 1, len as u64),
+            frame_bytes_of(1, 1, 1, b"a"),
+        ],
+    );
     let free = format!("{WAL_DIR}/{:020}.free", 1);
     put(
         &dir,
@@ -869,31 +897,56 @@ fn epochs_and_ids_at_the_end_of_their_range_are_errors_not_overflows() {
 /// fuzz `recovery_image`: resume picked the epoch after the tail's, even
 /// when valid frames of that epoch already lay further on in the segment.
 /// The next replay took one of them for proof that the new entries' slots
-/// were damaged ("damaged frame below the durable point"): a log that read
-/// fine before recovery could not be read after it. The new epoch must be
-/// above every epoch in the segment it is written into.
+/// were damaged: a log that read fine before recovery could not be read
+/// after it. A later-epoch frame past the tail is now itself damage when the
+/// end's verdict sees it (within 1 MiB of a clean end): replay and open
+/// refuse it. Further on, resume must still pick an epoch above it.
 #[test]
 fn resume_epoch_is_above_every_frame_left_after_the_tail() {
-    let mem = MemoryDirectory::new();
-    let dir: Arc<dyn Directory> = Arc::new(mem.clone());
-    let wal = Wal::open(dir.clone(), opts()).unwrap();
-    for id in 1..=3 {
-        wal.append(&payload("e", id, 40)).unwrap();
-    }
-    wal.close().unwrap();
-    // A well-formed frame of epoch 2 (the one the next resume used to pick),
-    // id 6 and "everything up to 6 is durable", past the tail.
-    let path = seg(1);
-    let mut bytes = dir.read(&path).unwrap();
-    let tail = frame_offset(&bytes, 3) + frame_bytes(40);
-    let planted = frame_with_lag(1, 6, 2, 0, b"never appended");
-    let at = tail + 256;
-    bytes[at..at + planted.len()].copy_from_slice(&planted);
-    dir.create(&path).unwrap().write_all(&bytes).unwrap();
+    for (seg_len, distance, refused) in [(8 * 1024, 256, true), (4 << 20, 2 << 20, false)] {
+        let mem = MemoryDirectory::new();
+        let dir: Arc<dyn Directory> = Arc::new(mem.clone());
+        let o = opts().segment_size_bytes(seg_len);
+        let wal = Wal::open(dir.clone(), o.clone()).unwrap();
+        for id in 1..=3 {
+            wal.append(&payload("e", id, 40)).unwrap();
+        }
+        wal.close().unwrap();
+        // A well-formed frame of epoch 2 (the one the next resume used to
+        // pick), id 6 and "everything up to 6 is durable", past the tail.
+        let path = seg(1);
+        let mut bytes = dir.read(&path).unwrap();
+        let tail = frame_offset(&bytes, 3) + frame_bytes(40);
+        let planted = frame_with_lag(1, 6, 2, 0, b"never appended");
+        let at = tail + distance;
+        bytes[at..at + planted.len()].copy_from_slice(&planted);
+        dir.create(&path).unwrap().write_all(&bytes).unwrap();
 
-    let before: Entries = (1..=3).map(|id| (id, payload("e", id, 40))).collect();
-    let (got, r) = replay(&dir, ReadMode::Strict);
-    r.unwrap();
-    assert_eq!(got, before);
-    resume_appends_after(&dir, &before);
+        let before: Entries = (1..=3).map(|id| (id, payload("e", id, 40))).collect();
+        let (got, r) = replay(&dir, ReadMode::Strict);
+        if refused {
+            assert_eq!(got, before);
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::Corrupt {
+                        kind: CorruptKind::BelowDurablePoint { .. },
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+            assert!(Wal::open(dir.clone(), o).is_err());
+            assert_eq!(dir.read(&path).unwrap(), bytes, "a refused open wrote");
+            continue;
+        }
+        r.unwrap();
+        assert_eq!(got, before);
+        let wal = Wal::open(dir.clone(), o).unwrap();
+        assert_eq!(wal.append_durable(b"after").unwrap().get(), 4);
+        wal.close().unwrap();
+        let (got, r) = replay(&dir, ReadMode::Strict);
+        r.unwrap();
+        assert_eq!(got.len(), 4);
+    }
 }

@@ -23,6 +23,7 @@ use std::ops::Range;
 
 use crate::error::{CorruptKind, Error, Result};
 use crate::header::{checked_header, HeaderSpec};
+use crate::le::{put_u32, put_u64, u32_at, u64_at};
 
 /// The first eight bytes of every checkpoint file.
 pub(crate) const MAGIC: [u8; 8] = *b"ZDURCKPT";
@@ -117,11 +118,11 @@ impl Header {
         let bad = |offset: usize, what: &'static str| {
             Error::corrupt(path, offset as u64, CorruptKind::BadHeader(what))
         };
-        let flags = get_u32(b, OFFSET_FLAGS);
+        let flags = u32_at(b, OFFSET_FLAGS);
         if flags & !FLAGS_KNOWN != 0 {
             return Err(bad(OFFSET_FLAGS, "unknown flag bits"));
         }
-        let last_entry = get_u64(b, OFFSET_LAST_ENTRY);
+        let last_entry = u64_at(b, OFFSET_LAST_ENTRY);
         let last_entry = if flags & FLAG_HAS_LAST_ENTRY != 0 {
             Some(last_entry)
         } else if last_entry == 0 {
@@ -129,7 +130,7 @@ impl Header {
         } else {
             return Err(bad(OFFSET_LAST_ENTRY, "last entry set without its flag"));
         };
-        if get_u32(b, OFFSET_PAYLOAD_ALIGN) != PAYLOAD_ALIGN_BYTES {
+        if u32_at(b, OFFSET_PAYLOAD_ALIGN) != PAYLOAD_ALIGN_BYTES {
             return Err(bad(OFFSET_PAYLOAD_ALIGN, "payload alignment is not 16"));
         }
         if b[OFFSET_RESERVED..OFFSET_HEADER_CRC]
@@ -140,9 +141,9 @@ impl Header {
         }
         Ok(Header {
             last_entry,
-            payload_len: get_u64(b, OFFSET_PAYLOAD_LEN),
-            payload_crc: get_u32(b, OFFSET_PAYLOAD_CRC),
-            tag: get_u64(b, OFFSET_TAG),
+            payload_len: u64_at(b, OFFSET_PAYLOAD_LEN),
+            payload_crc: u32_at(b, OFFSET_PAYLOAD_CRC),
+            tag: u64_at(b, OFFSET_TAG),
         })
     }
 }
@@ -218,26 +219,6 @@ pub(crate) fn check_envelope(file: &[u8], path: &str, tag: u64) -> Result<(Heade
 /// `path`. Never matches the [`CheckpointName`] grammar.
 pub(crate) fn temp_path(path: &str) -> String {
     format!("{path}.tmp")
-}
-
-fn put_u32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put_u64(b: &mut [u8], at: usize, v: u64) {
-    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-fn get_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn get_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 const FILE_NAME_PREFIX: &str = "checkpoint-";

@@ -2,7 +2,10 @@
 //! frames, with their encoders and decoders. `FORMAT.md` is the prose version
 //! of this file; the two must agree.
 
+use bytemuck::{Pod, Zeroable};
+
 use super::{EntryId, SegmentId};
+use crate::le::{U32Le, U64Le};
 
 /// Zero bytes written after the last frame, so a cleanly stopped log ends in
 /// a zero slot even inside a reused file.
@@ -75,6 +78,33 @@ impl FileName {
     }
 }
 
+/// The segment header as it sits in the file (64 bytes, little-endian,
+/// alignment 1). `FORMAT.md` ("Segment header") describes each field.
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+struct RawSegmentHeader {
+    magic: [u8; 8],
+    version: U32Le,
+    header_len: U32Le,
+    segment: U64Le,
+    first_entry: U64Le,
+    epoch: U64Le,
+    segment_len: U64Le,
+    created_ms: U64Le,
+    reserved: [u8; 4],
+    crc: U32Le,
+}
+
+const _: () = assert!(size_of::<RawSegmentHeader>() == SEGMENT_HEADER_LEN);
+const _: () = assert!(size_of::<RawFrameHeader>() == FRAME_HEADER_LEN);
+
+/// Offset of the segment header's CRC: it covers every byte before it.
+const SEGMENT_HEADER_CRC_AT: usize = SEGMENT_HEADER_LEN - 4;
+/// Offsets of header fields, named in errors.
+pub(crate) const HEADER_SEGMENT_AT: u64 = 16;
+pub(crate) const HEADER_FIRST_ENTRY_AT: u64 = 24;
+pub(crate) const HEADER_EPOCH_AT: u64 = 32;
+
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
@@ -82,6 +112,9 @@ pub(crate) struct SegmentHeader {
     pub(crate) first_entry: EntryId,
     pub(crate) epoch: u64,
     pub(crate) segment_len: u64,
+    /// When the segment began (milliseconds since the Unix epoch; 0 =
+    /// unknown): `max_segment_age` counts from here, across reopens.
+    pub(crate) created_ms: u64,
 }
 
 /// Why a segment header did not decode.
@@ -96,47 +129,57 @@ pub(crate) enum HeaderError {
 
 impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut raw = RawSegmentHeader {
+            magic: SEGMENT_MAGIC,
+            version: U32Le::new(FORMAT_VERSION),
+            header_len: U32Le::new(SEGMENT_HEADER_LEN as u32),
+            segment: U64Le::new(self.segment.0),
+            first_entry: U64Le::new(self.first_entry.0),
+            epoch: U64Le::new(self.epoch),
+            segment_len: U64Le::new(self.segment_len),
+            created_ms: U64Le::new(self.created_ms),
+            reserved: [0; 4],
+            crc: U32Le::default(),
+        };
+        raw.crc = U32Le::new(crc32fast::hash(
+            &bytemuck::bytes_of(&raw)[..SEGMENT_HEADER_CRC_AT],
+        ));
         let mut b = [0u8; SEGMENT_HEADER_LEN];
-        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
-        b[16..24].copy_from_slice(&self.segment.0.to_le_bytes());
-        b[24..32].copy_from_slice(&self.first_entry.0.to_le_bytes());
-        b[32..40].copy_from_slice(&self.epoch.to_le_bytes());
-        b[40..48].copy_from_slice(&self.segment_len.to_le_bytes());
-        let crc = crc32fast::hash(&b[0..60]);
-        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b.copy_from_slice(bytemuck::bytes_of(&raw));
         b
     }
 
     pub(crate) fn decode(buf: &[u8]) -> Result<SegmentHeader, HeaderError> {
         let b = buf.get(..SEGMENT_HEADER_LEN).ok_or(HeaderError::Short)?;
-        if b[0..8] != SEGMENT_MAGIC {
+        let raw: RawSegmentHeader = bytemuck::pod_read_unaligned(b);
+        if raw.magic != SEGMENT_MAGIC {
             return Err(HeaderError::Magic);
         }
         // The version before the CRC: another version may lay out (and
         // checksum) its header differently. Checkpoint and record-log
         // headers use the same order.
-        let version = u32_at(b, 8);
-        if version != FORMAT_VERSION {
-            return Err(HeaderError::Version(version));
+        if raw.version.get() != FORMAT_VERSION {
+            return Err(HeaderError::Version(raw.version.get()));
         }
-        let stored = u32_at(b, 60);
-        let computed = crc32fast::hash(&b[0..60]);
-        if stored != computed {
-            return Err(HeaderError::Checksum { stored, computed });
+        let computed = crc32fast::hash(&b[..SEGMENT_HEADER_CRC_AT]);
+        if raw.crc.get() != computed {
+            return Err(HeaderError::Checksum {
+                stored: raw.crc.get(),
+                computed,
+            });
         }
-        if u32_at(b, 12) as usize != SEGMENT_HEADER_LEN {
+        if raw.header_len.get() as usize != SEGMENT_HEADER_LEN {
             return Err(HeaderError::Field("header length"));
         }
-        if b[48..60].iter().any(|&x| x != 0) {
+        if raw.reserved != [0; 4] {
             return Err(HeaderError::Field("reserved bytes are not zero"));
         }
         let h = SegmentHeader {
-            segment: SegmentId(u64_at(b, 16)),
-            first_entry: EntryId(u64_at(b, 24)),
-            epoch: u64_at(b, 32),
-            segment_len: u64_at(b, 40),
+            segment: SegmentId(raw.segment.get()),
+            first_entry: EntryId(raw.first_entry.get()),
+            epoch: raw.epoch.get(),
+            segment_len: raw.segment_len.get(),
+            created_ms: raw.created_ms.get(),
         };
         if h.first_entry.0 == 0 {
             return Err(HeaderError::Field("first entry id is zero"));
@@ -147,6 +190,25 @@ impl SegmentHeader {
         Ok(h)
     }
 }
+
+/// A frame header as it sits in the file (32 bytes, little-endian,
+/// alignment 1). `FORMAT.md` ("Frame") describes each field.
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+struct RawFrameHeader {
+    crc: U32Le,
+    len: U32Le,
+    kind: u8,
+    reserved: [u8; 3],
+    durable_lag: U32Le,
+    entry: U64Le,
+    epoch: U64Le,
+}
+
+/// Offsets within a frame header, for the scans that filter candidate
+/// frames cheaply before decoding them.
+pub(crate) const FRAME_KIND_AT: usize = 8;
+pub(crate) const FRAME_EPOCH_AT: usize = 24;
 
 /// A decoded frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,16 +233,21 @@ impl FrameHeader {
     /// `4..32` followed by `payload`, the contiguous range `4..32+len` of the
     /// frame as written.
     pub(crate) fn encode(&self, payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
-        let mut b = [0u8; FRAME_HEADER_LEN];
-        b[4..8].copy_from_slice(&self.len.to_le_bytes());
-        b[8] = self.kind;
-        b[12..16].copy_from_slice(&self.durable_lag.to_le_bytes());
-        b[16..24].copy_from_slice(&self.entry.0.to_le_bytes());
-        b[24..32].copy_from_slice(&self.epoch.to_le_bytes());
+        let mut raw = RawFrameHeader {
+            crc: U32Le::default(),
+            len: U32Le::new(self.len),
+            kind: self.kind,
+            reserved: [0; 3],
+            durable_lag: U32Le::new(self.durable_lag),
+            entry: U64Le::new(self.entry.0),
+            epoch: U64Le::new(self.epoch),
+        };
         let mut h = crc32fast::Hasher::new();
-        h.update(&b[4..]);
+        h.update(&bytemuck::bytes_of(&raw)[4..]);
         h.update(payload);
-        b[0..4].copy_from_slice(&h.finalize().to_le_bytes());
+        raw.crc = U32Le::new(h.finalize());
+        let mut b = [0u8; FRAME_HEADER_LEN];
+        b.copy_from_slice(bytemuck::bytes_of(&raw));
         b
     }
 }
@@ -190,8 +257,9 @@ impl FrameHeader {
 /// without decoding the frame again. `None` if unknown or out of bounds.
 pub(crate) fn watermark_at(buf: &[u8], off: usize) -> Option<u64> {
     let h = buf.get(off..off.checked_add(FRAME_HEADER_LEN)?)?;
-    let lag = u32_at(h, 12);
-    (lag != u32::MAX).then(|| u64_at(h, 16).saturating_sub(lag.into()))
+    let raw: RawFrameHeader = bytemuck::pod_read_unaligned(h);
+    let lag = raw.durable_lag.get();
+    (lag != u32::MAX).then(|| raw.entry.get().saturating_sub(lag.into()))
 }
 
 /// Lag field for a frame with id `entry` written when `durable` was the
@@ -229,15 +297,15 @@ pub(crate) fn decode_slot(buf: &[u8], off: usize) -> Slot {
     else {
         return Slot::Invalid("frame header runs past the end of the segment");
     };
-    let h: &[u8; FRAME_HEADER_LEN] = h.try_into().expect("slice of FRAME_HEADER_LEN");
     if h.iter().all(|&b| b == 0) {
         return Slot::Zero;
     }
-    let kind = h[8];
-    if !(KIND_ENTRY..=KIND_RESUME).contains(&kind) || h[9..12] != [0, 0, 0] {
+    let raw: RawFrameHeader = bytemuck::pod_read_unaligned(h);
+    let kind = raw.kind;
+    if !(KIND_ENTRY..=KIND_RESUME).contains(&kind) || raw.reserved != [0; 3] {
         return Slot::Invalid("unknown frame kind");
     }
-    let len = u32_at(h, 4);
+    let len = raw.len.get();
     let payload_start = off + FRAME_HEADER_LEN;
     let end = match off.checked_add(frame_len(len as usize)) {
         Some(end) if end <= buf.len() => end,
@@ -247,28 +315,20 @@ pub(crate) fn decode_slot(buf: &[u8], off: usize) -> Slot {
         return Slot::Invalid("marker with a payload");
     }
     // One contiguous range: the rest of the header, then the payload.
-    if crc32fast::hash(&buf[off + 4..payload_start + len as usize]) != u32_at(h, 0) {
+    if crc32fast::hash(&buf[off + 4..payload_start + len as usize]) != raw.crc.get() {
         return Slot::Invalid("frame checksum mismatch");
     }
     Slot::Frame {
         header: FrameHeader {
             len,
             kind,
-            entry: EntryId(u64_at(h, 16)),
-            epoch: u64_at(h, 24),
-            durable_lag: u32_at(h, 12),
+            entry: EntryId(raw.entry.get()),
+            epoch: raw.epoch.get(),
+            durable_lag: raw.durable_lag.get(),
         },
         payload: (payload_start, payload_start + len as usize),
         end,
     }
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 #[cfg(test)]
@@ -303,6 +363,7 @@ mod tests {
             first_entry: EntryId(100),
             epoch: 9,
             segment_len: 1 << 20,
+            created_ms: 1_700_000_000_000,
         };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
@@ -321,6 +382,7 @@ mod tests {
             first_entry: EntryId(1),
             epoch: 1,
             segment_len: 1 << 20,
+            created_ms: 1_700_000_000_000,
         };
         let mut b = h.encode();
         b[8..12].copy_from_slice(&2u32.to_le_bytes());

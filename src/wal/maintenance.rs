@@ -1,12 +1,12 @@
 //! Segment ranges and prefix truncation: retiring sealed segments that a
 //! checkpoint has made unnecessary, into the recycle pool or the bin.
 
-use super::format::{FileName, SegmentHeader};
 use super::observer::{Counters, WalEvent};
+use super::rules;
 use super::segment_files::{free_path, seg_path};
 use super::writer::Wal;
 use super::{EntryId, SegmentId};
-use crate::error::{CorruptKind, Error, Result};
+use crate::error::Result;
 
 /// A live segment and the entries it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,10 @@ impl Wal {
     /// Crash-safe: segments go one at a time, oldest first, each followed by
     /// a directory sync, so a crash can only leave a shorter prefix retired,
     /// never a hole in the log.
+    ///
+    /// Each segment's header is checked before it is retired: a file under a
+    /// segment name that zerodur did not write (or whose header is damaged)
+    /// stops the truncation with its error and is left as it is.
     pub fn truncate_prefix(&self, upto: EntryId) -> Result<usize> {
         let mut st = self.lock_state();
         self.commit.check()?;
@@ -70,6 +74,10 @@ impl Wal {
                 break;
             }
             let path = seg_path(&wal_dir, id);
+            // IMPORTANT: only a file zerodur wrote is retired (and later
+            // overwritten by recycling): a foreign or damaged file under a
+            // segment name stops the truncation with its error.
+            rules::check_header(&self.dir.map_read(&path)?, id, &path)?;
             let recycle = st.pool.len() < self.opts.recycle_capacity
                 && self.dir.len(&path)? == self.opts.segment_size_bytes;
             let res = if recycle {
@@ -96,29 +104,14 @@ impl Wal {
 
     /// Live segments older than `active`, oldest first.
     fn sealed_segments(&self, active: SegmentId) -> Result<Vec<SegmentId>> {
-        let mut ids: Vec<SegmentId> = self
-            .dir
-            .list(&self.opts.dir)?
-            .iter()
-            .filter_map(|n| match FileName::parse(n) {
-                Some(FileName::Segment(id)) if id < active => Some(id),
-                _ => None,
-            })
-            .collect();
-        ids.sort();
+        let mut ids = rules::list_wal(&*self.dir, &self.opts.dir)?.segments;
+        ids.retain(|&id| id < active);
         Ok(ids)
     }
 
     fn first_entry_of(&self, id: SegmentId) -> Result<EntryId> {
         let path = seg_path(&self.opts.dir, id);
         let map = self.dir.map_read(&path)?;
-        match SegmentHeader::decode(&map) {
-            Ok(h) if h.segment == id => Ok(h.first_entry),
-            _ => Err(Error::corrupt(
-                path,
-                0,
-                CorruptKind::BadHeader("sealed segment header does not decode"),
-            )),
-        }
+        Ok(rules::check_header(&map, id, &path)?.first_entry)
     }
 }

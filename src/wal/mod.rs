@@ -33,6 +33,7 @@ mod maintenance;
 mod observer;
 mod options;
 mod reader;
+pub(crate) mod rules;
 pub(crate) mod segment;
 mod segment_files;
 mod writer;

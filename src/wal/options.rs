@@ -76,6 +76,7 @@ pub struct WalOptions {
     pub(crate) first_entry: u64,
     pub(crate) commit_spin: Duration,
     pub(crate) zero_ahead: bool,
+    pub(crate) create_if_missing: bool,
     pub(crate) observer: Option<Arc<dyn WalObserver>>,
 }
 
@@ -96,6 +97,7 @@ impl WalOptions {
             first_entry: 1,
             commit_spin: COMMIT_SPIN_DEFAULT,
             zero_ahead: true,
+            create_if_missing: true,
             observer: None,
         }
     }
@@ -108,7 +110,10 @@ impl WalOptions {
     }
 
     /// Rotate to a new segment once the active one is this old (checked on
-    /// append).
+    /// append). Age counts from when the segment began, by the wall clock:
+    /// the birth time is stored in the segment's header, so it survives
+    /// reopening (a process that restarts more often than `age` still
+    /// rotates).
     pub fn max_segment_age(mut self, age: Duration) -> Self {
         self.max_segment_age = Some(age);
         self
@@ -189,6 +194,29 @@ impl WalOptions {
     /// [`Region::prewrite_zeros`](crate::Region::prewrite_zeros).
     pub fn zero_ahead(mut self, yes: bool) -> Self {
         self.zero_ahead = yes;
+        self
+    }
+
+    /// Whether [`Wal::open`](super::Wal::open) may create a new, empty log
+    /// when the WAL folder does not exist or holds no segment (default
+    /// `true`). With `false`, opening what is not there is
+    /// [`Error::NotFound`](crate::Error::NotFound) naming the folder: use it
+    /// when a log must already exist (a restart), so a wrong path cannot
+    /// silently start an empty log beside the real one.
+    ///
+    /// ```
+    /// use zerodur::wal::{Wal, WalOptions};
+    /// use zerodur::MemoryDirectory;
+    ///
+    /// let dir = MemoryDirectory::arc();
+    /// let existing = WalOptions::new("wal").create_if_missing(false);
+    /// assert!(Wal::open(dir.clone(), existing.clone()).unwrap_err().is_not_found());
+    /// Wal::open(dir.clone(), WalOptions::new("wal"))?.close()?;
+    /// Wal::open(dir, existing)?.close()?;
+    /// # Ok::<(), zerodur::Error>(())
+    /// ```
+    pub fn create_if_missing(mut self, yes: bool) -> Self {
+        self.create_if_missing = yes;
         self
     }
 

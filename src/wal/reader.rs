@@ -10,13 +10,9 @@ use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 use rkyv::{Archive, Portable};
 
-use super::format::{
-    decode_slot, FileName, HeaderError, SegmentHeader, Slot, KIND_ENTRY, KIND_ENTRY_CONT,
-    SEGMENT_HEADER_LEN,
-};
-use super::segment::{durable_evidence, Cursor, End, Step, ZERO_EVIDENCE_WINDOW_BYTES};
+use super::rules::{self, Birth, EndVerdict, Position, Predecessor};
+use super::segment::{Cursor, End, Step};
 use super::{EntryId, ReadMode, SegmentId};
-use crate::directory::path::join;
 use crate::directory::{Directory, ReadMap};
 use crate::error::{CorruptKind, Error, Result};
 
@@ -48,24 +44,16 @@ pub struct ReplaySummary {
 }
 
 impl WalReader {
-    /// Opens the WAL in subdirectory `wal_dir` of `dir` for reading. A missing
-    /// directory is an empty log.
+    /// Opens the WAL in subdirectory `wal_dir` of `dir` for reading.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] naming `wal_dir` if the folder does not exist (a
+    /// misspelled folder is never read as an empty log); `Corrupt` with
+    /// [`CorruptKind::MissingSegment`] if the live segments' ids are not
+    /// consecutive, or if recycled files exist without any live segment.
     pub fn open(dir: Arc<dyn Directory>, wal_dir: &str, mode: ReadMode) -> Result<WalReader> {
-        crate::directory::path::check_dir(wal_dir)?;
-        let segments = if dir.exists(wal_dir)? {
-            list_segments(&*dir, wal_dir)?
-        } else {
-            Vec::new()
-        };
-        if let Some(w) = segments.windows(2).find(|w| w[1].0 != w[0].0 + 1) {
-            return Err(Error::corrupt(
-                join(wal_dir, &FileName::Segment(w[1]).render()),
-                0,
-                CorruptKind::MissingSegment {
-                    segment: w[0].0 + 1,
-                },
-            ));
-        }
+        let segments = rules::list_wal(&*dir, wal_dir)?.segments;
         Ok(WalReader {
             dir,
             wal_dir: wal_dir.to_owned(),
@@ -133,19 +121,6 @@ where
         path: path.into(),
         message: format!("entry {id}: {e}"),
     })
-}
-
-fn list_segments(dir: &dyn Directory, wal_dir: &str) -> Result<Vec<SegmentId>> {
-    let mut ids: Vec<SegmentId> = dir
-        .list(wal_dir)?
-        .iter()
-        .filter_map(|n| match FileName::parse(n) {
-            Some(FileName::Segment(id)) => Some(id),
-            _ => None,
-        })
-        .collect();
-    ids.sort();
-    Ok(ids)
 }
 
 /// An entry handed out by [`Entries`]: its id and its payload, borrowed from
@@ -234,6 +209,7 @@ impl Iterator for Entries<'_> {
 struct OpenSegment {
     file: Arc<SegmentFile>,
     cursor: Cursor,
+    header_epoch: u64,
     is_final: bool,
 }
 
@@ -244,8 +220,8 @@ struct Walker<'r> {
     from: Option<u64>,
     idx: usize,
     open: Option<OpenSegment>,
-    /// First entry id the next segment must start with.
-    expect: Option<u64>,
+    /// What the segment before the next one to open said about it.
+    prev: Option<Predecessor>,
     done: bool,
     summary: ReplaySummary,
 }
@@ -257,7 +233,7 @@ impl<'r> Walker<'r> {
             from: from.map(|f| f.0),
             idx: 0,
             open: None,
-            expect: None,
+            prev: None,
             done: false,
             summary: ReplaySummary::default(),
         }
@@ -272,10 +248,7 @@ impl<'r> Walker<'r> {
     }
 
     fn segment_path(&self, idx: usize) -> String {
-        join(
-            &self.reader.wal_dir,
-            &FileName::Segment(self.reader.segments[idx]).render(),
-        )
+        rules::segment_path(&self.reader.wal_dir, self.reader.segments[idx])
     }
 
     /// The next entry to hand out and its payload range in [`Walker::map`].
@@ -293,8 +266,9 @@ impl<'r> Walker<'r> {
                     Some(o) => self.open = Some(o),
                     None => {
                         // An unborn final segment: the log ends at the seal
-                        // before it.
-                        self.summary.next_entry = Some(EntryId(self.expect.unwrap_or(1)));
+                        // before it (or is empty).
+                        let seal = self.prev.and_then(|p| p.seal).map(|(id, _)| EntryId(id));
+                        self.summary.next_entry = seal;
                         self.done = true;
                     }
                 }
@@ -320,7 +294,10 @@ impl<'r> Walker<'r> {
                         self.summary.next_entry = Some(next);
                         self.done = true;
                     } else {
-                        self.expect = Some(next.0);
+                        self.prev = Some(Predecessor {
+                            header_epoch: o.header_epoch,
+                            seal: Some((next.0, o.cursor.epoch)),
+                        });
                         self.idx += 1;
                         self.open = None;
                     }
@@ -335,43 +312,28 @@ impl<'r> Walker<'r> {
         }
     }
 
-    /// The valid frames of the open segment ended with `end`: decide whether
-    /// that is the end of the log or damage.
+    /// The valid frames of the open segment ended with `end`: the end of
+    /// the log or damage ([`rules::judge_end`] decides).
     fn finish_segment(&mut self, end: End) -> Result<()> {
         let o = self.open.as_ref().expect("open segment");
-        let off = o.cursor.off;
-        let corrupt = |kind| Error::corrupt(o.file.path.clone(), off as u64, kind);
-        if !o.is_final {
-            return Err(corrupt(match end {
-                End::Torn(why) => CorruptKind::BadFrame(why),
-                End::Zero | End::Stale => CorruptKind::Unsealed,
-            }));
-        }
-        let window = match end {
-            End::Torn(_) => usize::MAX,
-            End::Zero => ZERO_EVIDENCE_WINDOW_BYTES,
-            End::Stale => 0,
-        };
-        if window > 0
-            && durable_evidence(&o.file.map, off, o.cursor.next, o.cursor.epoch, window).is_some()
-        {
-            return Err(corrupt(CorruptKind::BadFrame(
-                "damaged frame below the durable point",
-            )));
-        }
-        if let End::Torn(_) = end {
+        let verdict = rules::judge_end(&o.file.map, &o.cursor, end, o.is_final, &o.file.path)?;
+        if verdict == EndVerdict::Torn {
             if self.reader.mode == ReadMode::Strict {
-                return Err(corrupt(CorruptKind::TornTail));
+                return Err(Error::corrupt(
+                    o.file.path.clone(),
+                    o.cursor.off as u64,
+                    CorruptKind::TornTail,
+                ));
             }
             self.summary.torn_tail = true;
         }
         Ok(())
     }
 
-    /// Maps segment `idx` and checks its header. `None` when it is a final
-    /// segment that was never born (a crash during rotation). With a start
-    /// id, skips whole segments that end before it, judged by the next
-    /// header; each file is mapped once.
+    /// Maps segment `idx` and judges its header ([`rules::judge_header`]).
+    /// `None` when it is a final segment that was never born (a crash
+    /// during rotation). With a start id, skips whole segments that end
+    /// before it, judged by the next header; each file is mapped once.
     fn open_segment(&mut self, mut idx: usize) -> Result<Option<OpenSegment>> {
         let mut mapped = None;
         loop {
@@ -381,44 +343,44 @@ impl<'r> Walker<'r> {
                 None => self.reader.dir.map_read(&path)?,
             };
             let is_final = idx + 1 == self.reader.segments.len();
-            let id = self.reader.segments[idx];
-            let h = match check_header(&map, id, &path) {
-                Ok(h) => h,
-                Err(e) if !is_final || !is_unborn(&map, self.expect) => return Err(e),
-                Err(_) => return Ok(None),
+            let pos = Position {
+                id: self.reader.segments[idx],
+                is_final,
+                prev: self.prev,
             };
-            match self.expect {
-                Some(e) if h.first_entry.0 != e => {
+            let h = match rules::judge_header(&map, &pos, &path)? {
+                Birth::Born(h) => h,
+                Birth::Unborn(_) => return Ok(None),
+            };
+            if self.prev.is_none() {
+                if let Some(f) = self.from.filter(|&f| f < h.first_entry.0) {
                     return Err(Error::corrupt(
                         path,
                         24,
-                        CorruptKind::EntryIdGap {
-                            expected: e,
-                            found: h.first_entry.0,
+                        CorruptKind::LogStartsTooLate {
+                            needed: f,
+                            first: h.first_entry.0,
                         },
-                    ))
+                    ));
                 }
-                None => {
-                    if let Some(f) = self.from.filter(|&f| f < h.first_entry.0) {
-                        return Err(Error::corrupt(
-                            path,
-                            24,
-                            CorruptKind::LogStartsTooLate {
-                                needed: f,
-                                first: h.first_entry.0,
-                            },
-                        ));
-                    }
-                }
-                _ => {}
             }
             // Skip whole segments that end before `from`, using the next header.
             if let (Some(f), false) = (self.from, is_final) {
                 let next_path = self.segment_path(idx + 1);
                 let next = self.reader.dir.map_read(&next_path)?;
-                if let Ok(nh) = check_header(&next, self.reader.segments[idx + 1], &next_path) {
-                    if nh.first_entry.0 <= f && nh.first_entry.0 >= h.first_entry.0 {
-                        self.expect = Some(nh.first_entry.0);
+                if let Ok(nh) =
+                    rules::check_header(&next, self.reader.segments[idx + 1], &next_path)
+                {
+                    if nh.first_entry.0 <= f
+                        && nh.first_entry.0 >= h.first_entry.0
+                        && nh.epoch > h.epoch
+                    {
+                        // The skipped segment's seal is not read: the next
+                        // header is checked against its header's epoch.
+                        self.prev = Some(Predecessor {
+                            header_epoch: h.epoch,
+                            seal: None,
+                        });
                         self.idx += 1;
                         idx += 1;
                         mapped = Some(next);
@@ -430,59 +392,9 @@ impl<'r> Walker<'r> {
             return Ok(Some(OpenSegment {
                 file: Arc::new(SegmentFile { map, path }),
                 cursor: Cursor::new(&h),
+                header_epoch: h.epoch,
                 is_final,
             }));
         }
-    }
-}
-
-/// Decodes a segment header and checks it belongs to segment `id`.
-pub(crate) fn check_header(buf: &[u8], id: SegmentId, path: &str) -> Result<SegmentHeader> {
-    let bad = |why| Error::corrupt(path, 0, CorruptKind::BadHeader(why));
-    match SegmentHeader::decode(buf) {
-        Ok(h) if h.segment != id => Err(bad("segment id does not match the file name")),
-        Ok(h) if h.segment_len != buf.len() as u64 => {
-            Err(bad("segment length does not match the file"))
-        }
-        Ok(h) => Ok(h),
-        Err(HeaderError::Short) => Err(Error::corrupt(
-            path,
-            0,
-            CorruptKind::Truncated {
-                needed: SEGMENT_HEADER_LEN as u64,
-                available: buf.len() as u64,
-            },
-        )),
-        Err(HeaderError::Magic) => Err(Error::corrupt(path, 0, CorruptKind::BadMagic)),
-        Err(HeaderError::Checksum { stored, computed }) => Err(Error::ChecksumMismatch {
-            path: path.into(),
-            offset: 0,
-            expected: stored,
-            actual: computed,
-        }),
-        Err(HeaderError::Version(v)) => Err(Error::UnsupportedVersion {
-            path: path.into(),
-            found: v,
-            supported: super::format::FORMAT_VERSION,
-        }),
-        Err(HeaderError::Field(why)) => Err(bad(why)),
-    }
-}
-
-/// Whether a final segment whose header does not check out is one a crash
-/// interrupted before it was born (header never made durable, or a recycled
-/// file still wearing its old header), rather than a live segment whose
-/// header was damaged. A live segment's first slot holds the entry the log
-/// expects next.
-pub(crate) fn is_unborn(buf: &[u8], expect: Option<u64>) -> bool {
-    if matches!(SegmentHeader::decode(buf), Err(HeaderError::Version(_))) {
-        return false;
-    }
-    match decode_slot(buf, SEGMENT_HEADER_LEN) {
-        Slot::Frame { header, .. } => {
-            !(matches!(header.kind, KIND_ENTRY | KIND_ENTRY_CONT)
-                && expect.is_none_or(|e| header.entry.0 == e))
-        }
-        _ => true,
     }
 }

@@ -3,15 +3,11 @@
 //! epochs, entry-id continuity, batches, seals and resume markers.
 
 use super::format::{
-    decode_slot, FrameHeader, SegmentHeader, Slot, FRAME_ALIGN, FRAME_HEADER_LEN, KIND_ENTRY,
-    KIND_ENTRY_CONT, KIND_RESUME, KIND_SEAL, SEGMENT_HEADER_LEN,
+    decode_slot, SegmentHeader, Slot, FRAME_ALIGN, FRAME_HEADER_LEN, KIND_ENTRY, KIND_ENTRY_CONT,
+    KIND_RESUME, KIND_SEAL, SEGMENT_HEADER_LEN,
 };
 use super::EntryId;
 use crate::error::CorruptKind;
-
-/// How far past a zero slot the reader looks for evidence that the zeros
-/// replaced durable frames.
-pub(crate) const ZERO_EVIDENCE_WINDOW_BYTES: usize = 64 * 1024;
 
 /// One step of a [`Cursor`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +31,10 @@ pub(crate) enum End {
     Zero,
     /// A valid frame from an earlier epoch or an earlier life of the file.
     Stale,
+    /// A valid frame of a later epoch that is not a resume marker
+    /// continuing the log: no crash leaves one where the walk expects a
+    /// frame.
+    Later,
     /// Anything else: a torn or garbage frame, or an incomplete batch.
     Torn(&'static str),
 }
@@ -61,6 +61,8 @@ pub(crate) struct Cursor {
     /// Highest entry id a resume marker passed so far proves durable (0:
     /// none): a marker is written only once everything before it is.
     pub(crate) marker_watermark: u64,
+    /// Offset of the last resume marker passed, if any.
+    pub(crate) last_marker: Option<usize>,
 }
 
 impl Cursor {
@@ -72,6 +74,7 @@ impl Cursor {
             epoch: h.epoch,
             batch_end: 0,
             marker_watermark: 0,
+            last_marker: None,
         }
     }
 
@@ -93,13 +96,14 @@ impl Cursor {
             if header.epoch > self.epoch {
                 if header.kind == KIND_RESUME && header.entry.0 == self.next && !self.in_batch() {
                     self.epoch = header.epoch;
+                    self.last_marker = Some(self.off);
                     if let Some(w) = header.durable_watermark() {
                         self.marker_watermark = self.marker_watermark.max(w);
                     }
                     self.off = end;
                     continue;
                 }
-                return Ok(Step::End(End::Torn("frame from a later epoch")));
+                return Ok(Step::End(End::Later));
             }
             if header.entry.0 != self.next {
                 return Err(self.damage(CorruptKind::EntryIdGap {
@@ -168,38 +172,6 @@ fn batch_end(buf: &[u8], mut off: usize, mut id: u64, epoch: u64) -> Option<usiz
     }
 }
 
-/// Looks past a bad or zero slot at `from` (where entry `bad_id` should have
-/// been) for a valid frame of `epoch` written after `bad_id` was already
-/// durable: proof that the slot held acknowledged data and is damaged, not a
-/// torn tail. Scans at most `window` bytes. Returns the evidence's offset.
-pub(crate) fn durable_evidence(
-    buf: &[u8],
-    from: usize,
-    bad_id: u64,
-    epoch: u64,
-    window: usize,
-) -> Option<usize> {
-    let stop = buf
-        .len()
-        .saturating_sub(FRAME_HEADER_LEN)
-        .min(from.saturating_add(window));
-    let epoch_bytes = epoch.to_le_bytes();
-    let mut off = from + FRAME_ALIGN;
-    while off <= stop {
-        // Cheap filters before the CRC: kind byte and epoch.
-        let kind = buf[off + 8];
-        if (KIND_ENTRY..=KIND_RESUME).contains(&kind) && buf[off + 24..off + 32] == epoch_bytes {
-            if let Slot::Frame { header, .. } = decode_slot(buf, off) {
-                if proves_durable(&header, bad_id) {
-                    return Some(off);
-                }
-            }
-        }
-        off += FRAME_ALIGN;
-    }
-    None
-}
-
 /// Offset of the first entry frame with an id above `proven` in the chain of
 /// frames that [`Cursor::step`] already validated from the segment's first
 /// slot up to offset `end`; `end` if every entry before it has a lower id.
@@ -241,13 +213,9 @@ pub(crate) fn max_epoch_from(buf: &[u8], from: usize, floor: u64) -> u64 {
     max
 }
 
-fn proves_durable(h: &FrameHeader, bad_id: u64) -> bool {
-    h.entry.0 > bad_id && h.durable_watermark().is_some_and(|w| w >= bad_id)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::format::{durable_lag, frame_len};
+    use super::super::format::{durable_lag, frame_len, FrameHeader};
     use super::super::SegmentId;
     use super::*;
 
@@ -264,6 +232,7 @@ mod tests {
                 first_entry: EntryId(1),
                 epoch: 5,
                 segment_len: 4096,
+                created_ms: 0,
             };
             let mut buf = vec![0u8; 4096];
             buf[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
@@ -369,17 +338,5 @@ mod tests {
         let (_, end, c) = b.walk();
         assert_eq!(end, Ok(Step::Sealed { next: EntryId(2) }));
         assert_eq!(c.off, seal);
-    }
-
-    #[test]
-    fn evidence_needs_a_later_frame_written_after_the_bad_one_was_durable() {
-        let mut b = Builder::new();
-        let bad = b.frame(KIND_ENTRY, 1, 5, 0, b"a");
-        b.frame(KIND_ENTRY, 2, 5, 0, b"b");
-        assert_eq!(durable_evidence(&b.buf, bad, 1, 5, usize::MAX), None);
-        let proof = b.frame(KIND_ENTRY, 3, 5, 1, b"c");
-        assert_eq!(durable_evidence(&b.buf, bad, 1, 5, usize::MAX), Some(proof));
-        assert_eq!(durable_evidence(&b.buf, bad, 1, 5, 16), None);
-        assert_eq!(durable_evidence(&b.buf, bad, 1, 6, usize::MAX), None);
     }
 }

@@ -2,21 +2,17 @@
 //! to files. The protocols and their crash analysis are in `FORMAT.md`
 //! ("Rotate", "Resume").
 
-use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::format::{
-    durable_lag, watermark_at, FileName, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, KIND_RESUME,
+    durable_lag, watermark_at, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, KIND_RESUME,
     KIND_SEAL, SEAL_RESERVE, SEGMENT_HEADER_LEN, ZERO_SLOT,
 };
 use super::options::WalOptions;
-use super::reader::{check_header, is_unborn};
-use super::segment::{
-    durable_evidence, first_entry_above, max_epoch_from, Cursor, End, Step,
-    ZERO_EVIDENCE_WINDOW_BYTES,
-};
+use super::rules::{self, Birth, Position, Predecessor};
+use super::segment::{first_entry_above, max_epoch_from, Cursor, Step};
 use super::writer::Active;
 use super::{EntryId, SegmentId};
-use crate::directory::path::join;
 use crate::directory::{Directory, Region};
 use crate::error::{CorruptKind, Error, Result};
 
@@ -40,12 +36,14 @@ pub(super) fn seal(a: &mut Active, next_id: u64, durable: u64) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn seg_path(wal_dir: &str, id: SegmentId) -> String {
-    join(wal_dir, &FileName::Segment(id).render())
-}
+pub(super) use rules::{pool_path as free_path, segment_path as seg_path};
 
-pub(super) fn free_path(wal_dir: &str, id: SegmentId) -> String {
-    join(wal_dir, &FileName::Free(id).render())
+/// Milliseconds since the Unix epoch: a segment's birth time, stored in its
+/// header so `max_segment_age` counts across reopens.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Creating and resuming segments, at open and at rotation.
@@ -80,11 +78,13 @@ impl Opener<'_> {
         if self.opts.prefault {
             region.prefault()?;
         }
+        let created_ms = now_ms();
         let header = SegmentHeader {
             segment: id,
             first_entry: EntryId(first),
             epoch,
             segment_len: region.len(),
+            created_ms,
         };
         region.write_at(0, &header.encode())?;
         region.write_at(SEGMENT_HEADER_LEN as u64, &ZERO_SLOT)?;
@@ -92,7 +92,7 @@ impl Opener<'_> {
         // before the name is, and the name before any entry is acknowledged.
         self.dir.sync_file(&path)?;
         self.dir.sync_dir(wal_dir)?;
-        let mut a = active(region, id, first, epoch, SEGMENT_HEADER_LEN);
+        let mut a = active(region, id, first, epoch, SEGMENT_HEADER_LEN, created_ms);
         if recycled.is_none() && self.opts.zero_ahead {
             // Past the header, a new file reads as zeros: blocks to convert.
             a.prewritten_off = Some(SEGMENT_HEADER_LEN);
@@ -113,6 +113,9 @@ impl Opener<'_> {
     }
 
     /// Resumes the log whose segments are `segments` (non-empty, consecutive).
+    /// The last segment's header is judged by [`rules::judge_header`]: an
+    /// unborn one (a crash interrupted its rotation) is replaced; any other
+    /// bad header refuses the open, and nothing is changed.
     pub(super) fn resume(
         &self,
         segments: &[SegmentId],
@@ -126,35 +129,46 @@ impl Opener<'_> {
         self.dir.sync_dir(wal_dir)?;
         let last = *segments.last().expect("non-empty");
         let path = seg_path(wal_dir, last);
+        // Only the predecessor's header is read here (resume must not grow
+        // with the log); its seal is walked only to replace an unborn file.
+        let prev = match segments.len() {
+            1 => None,
+            n => {
+                let id = segments[n - 2];
+                let prev_path = seg_path(wal_dir, id);
+                let h = rules::check_header(&self.dir.map_read(&prev_path)?, id, &prev_path)?;
+                Some(Predecessor {
+                    header_epoch: h.epoch,
+                    seal: None,
+                })
+            }
+        };
+        let pos = Position {
+            id: last,
+            is_final: true,
+            prev,
+        };
         let region = match self.dir.open_region(&path) {
             Ok(r) => Some(r),
-            // A zero-length file: its length never became durable.
-            Err(Error::InvalidArgument { .. }) => None,
+            // A zero-length file cannot be a region; it is judged as empty.
+            Err(Error::InvalidArgument { .. }) if self.dir.len(&path)? == 0 => None,
             Err(e) => return Err(e),
         };
-        let header = region
-            .as_ref()
-            .map(|r| check_header(r.bytes(), last, &path));
-        match (region, header) {
-            (Some(region), Some(Ok(h))) => self.resume_into(region, &h, &path, pool),
-            (region, header) => {
-                // Never born: a crash interrupted its rotation. The log ends at
-                // the previous segment's seal.
+        let bytes = region.as_ref().map_or(&[][..], |r| r.bytes());
+        match rules::judge_header(bytes, &pos, &path)? {
+            Birth::Born(h) => {
+                let region = region.expect("a born segment is not empty");
+                self.resume_into(region, &h, &path, pool)
+            }
+            Birth::Unborn(_) => {
+                drop(region);
+                // The log ends at the previous segment's seal (or is empty).
                 let (first, epoch) = match segments.len() {
-                    1 => (1, 0),
+                    1 => (self.opts.first_entry, 0),
                     n => self.sealed_end(segments[n - 2])?,
                 };
-                // IMPORTANT: with no segment before it there is no expected
-                // first id, as in the reader: a sole segment whose first slot
-                // holds an entry was born, whatever its id (a truncated log
-                // starts anywhere), so its bad header is damage.
-                let expect = (segments.len() > 1).then_some(first);
-                if let (Some(r), Some(Err(e))) = (&region, header) {
-                    if !is_unborn(r.bytes(), expect) {
-                        return Err(e);
-                    }
-                }
-                drop(region);
+                // The file holds no entry (that is what `Unborn` means):
+                // replace it as rotation would have made it.
                 self.dir.remove(&path)?;
                 self.dir.sync_dir(wal_dir)?;
                 let epoch = successor(epoch.max(self.pool_epoch), &path, EPOCH_AT, EPOCH_RANGE)?;
@@ -167,14 +181,16 @@ impl Opener<'_> {
     fn sealed_end(&self, id: SegmentId) -> Result<(u64, u64)> {
         let path = seg_path(&self.opts.dir, id);
         let map = self.dir.map_read(&path)?;
-        let h = check_header(&map, id, &path)?;
+        let h = rules::check_header(&map, id, &path)?;
         let mut c = Cursor::new(&h);
         loop {
             match c.step(&map) {
                 Ok(Step::Entry { .. }) => {}
                 Ok(Step::Sealed { next }) => return Ok((next.0, c.epoch)),
-                Ok(Step::End(_)) => {
-                    return Err(Error::corrupt(path, c.off as u64, CorruptKind::Unsealed))
+                Ok(Step::End(end)) => {
+                    // Not final: every end but a seal is damage.
+                    rules::judge_end(&map, &c, end, false, &path)?;
+                    unreachable!("a non-final segment's end is always an error");
                 }
                 Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
             }
@@ -213,6 +229,7 @@ impl Opener<'_> {
                     let seal_end = c.off + FRAME_HEADER_LEN;
                     let proven = proven.max(c.marker_watermark);
                     let from = first_entry_above(region.bytes(), proven, c.off);
+                    rewrite_marker(&mut *region, &c)?;
                     rewrite(&mut *region, from, seal_end)?;
                     region.flush_range(0, seal_end as u64)?;
                     let recycled = self.take_recyclable(&mut pool);
@@ -227,19 +244,10 @@ impl Opener<'_> {
         // covers need no rewrite (without this, every open of a log whose
         // entries were never followed by a sync would rewrite them all).
         proven = proven.max(c.marker_watermark);
-        let window = match end {
-            End::Torn(_) => usize::MAX,
-            End::Zero => ZERO_EVIDENCE_WINDOW_BYTES,
-            End::Stale => 0,
-        };
-        if window > 0 && durable_evidence(region.bytes(), c.off, c.next, c.epoch, window).is_some()
-        {
-            return Err(Error::corrupt(
-                path,
-                c.off as u64,
-                CorruptKind::BadFrame("damaged frame below the durable point"),
-            ));
-        }
+        // Damage, a later epoch, or evidence that the end was durable refuse
+        // the open; a torn or clean end is fenced off below.
+        rules::judge_end(region.bytes(), &c, end, true, path)?;
+        rewrite_marker(&mut *region, &c)?;
         let from = first_entry_above(region.bytes(), proven, c.off);
         rewrite(&mut *region, from, c.off)?;
         // IMPORTANT: everything before the tail is durable *before* the
@@ -270,7 +278,14 @@ impl Opener<'_> {
         if c.off + 2 * FRAME_HEADER_LEN + SEAL_RESERVE > region.len() as usize {
             // No room for marker plus a frame: seal here and move on.
             let id = successor(h.segment.0, path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?;
-            let mut a = active(region, h.segment, h.first_entry.0, c.epoch, c.off);
+            let mut a = active(
+                region,
+                h.segment,
+                h.first_entry.0,
+                c.epoch,
+                c.off,
+                h.created_ms,
+            );
             seal(&mut a, c.next, c.next - 1)?;
             let recycled = self.take_recyclable(&mut pool);
             let a = self.create(SegmentId(id), c.next, epoch, recycled)?;
@@ -281,7 +296,14 @@ impl Opener<'_> {
         region.write_at(tail as u64, &ZERO_SLOT)?;
         region.flush_range(c.off as u64, 2 * FRAME_HEADER_LEN as u64)?;
         Ok((
-            active(region, h.segment, h.first_entry.0, epoch, tail),
+            active(
+                region,
+                h.segment,
+                h.first_entry.0,
+                epoch,
+                tail,
+                h.created_ms,
+            ),
             c.next,
             pool,
         ))
@@ -299,6 +321,18 @@ pub(super) const EPOCH_RANGE: &str = "epoch out of range";
 pub(super) fn successor(n: u64, path: &str, offset: u64, what: &'static str) -> Result<u64> {
     n.checked_add(1)
         .ok_or_else(|| Error::corrupt(path, offset, CorruptKind::BadHeader(what)))
+}
+
+/// Writes the last resume marker the walk passed again, unchanged. Its own
+/// watermark proves the frames before it durable, but not the marker: its
+/// barrier may have failed (in an earlier process since boot), leaving its
+/// page clean in the cache and never on disk. Later epochs' frames after it
+/// must never outlive it.
+fn rewrite_marker(region: &mut dyn Region, c: &Cursor) -> Result<()> {
+    match c.last_marker {
+        Some(m) => rewrite(region, m, m + FRAME_HEADER_LEN),
+        None => Ok(()),
+    }
 }
 
 /// Bytes copied per write by [`rewrite`].
@@ -319,7 +353,14 @@ fn rewrite(region: &mut dyn Region, from: usize, to: usize) -> Result<()> {
     Ok(())
 }
 
-fn active(region: Box<dyn Region>, id: SegmentId, first: u64, epoch: u64, off: usize) -> Active {
+fn active(
+    region: Box<dyn Region>,
+    id: SegmentId,
+    first: u64,
+    epoch: u64,
+    off: usize,
+    created_ms: u64,
+) -> Active {
     let flusher = region.flusher();
     Active {
         region,
@@ -331,6 +372,11 @@ fn active(region: Box<dyn Region>, id: SegmentId, first: u64, epoch: u64, off: u
         synced_off: off,
         writeback_off: off,
         prewritten_off: None,
-        opened_at: Instant::now(),
+        // A header from before birth times were stored: count from now.
+        created_ms: if created_ms == 0 {
+            now_ms()
+        } else {
+            created_ms
+        },
     }
 }

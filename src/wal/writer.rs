@@ -10,19 +10,20 @@ use rkyv::util::AlignedVec;
 
 use super::commit::{Flushed, GroupCommit};
 use super::format::{
-    durable_lag, frame_len, FileName, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, KIND_ENTRY,
-    KIND_ENTRY_CONT, LOCK_NAME, SEAL_RESERVE, ZERO_SLOT,
+    durable_lag, frame_len, FrameHeader, FRAME_HEADER_LEN, KIND_ENTRY, KIND_ENTRY_CONT, LOCK_NAME,
+    SEAL_RESERVE, ZERO_SLOT,
 };
 use super::observer::{Counters, WalEvent, WalStats};
 use super::options::{segment_capacity, SyncPolicy, WalOptions};
+use super::rules::{self, Listing};
 use super::segment_files::{
-    free_path, seal, seg_path, successor, Opener, EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT,
+    free_path, now_ms, seal, seg_path, successor, Opener, EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT,
     SEGMENT_ID_RANGE,
 };
 use super::{EntryId, SegmentId};
 use crate::directory::path::join;
 use crate::directory::{sync_parents, DirLock, Directory, Region, RegionFlush};
-use crate::error::{CorruptKind, Error, Result};
+use crate::error::{Error, Result};
 
 /// A write-ahead log open for appending. `Send + Sync`: share it with
 /// `Arc<Wal>` and append from any thread.
@@ -77,7 +78,9 @@ pub(super) struct Active {
     /// recycled and resumed segments, whose blocks are written already or
     /// whose bytes past the tail are not known to be zeros.
     pub(super) prewritten_off: Option<usize>,
-    pub(super) opened_at: Instant,
+    /// When the segment began (milliseconds since the Unix epoch, from its
+    /// header): `max_segment_age` counts from here, across reopens.
+    pub(super) created_ms: u64,
 }
 
 impl Wal {
@@ -90,8 +93,14 @@ impl Wal {
     pub fn open(dir: Arc<dyn Directory>, opts: WalOptions) -> Result<Wal> {
         let max_entry = opts.validate()?;
         let wal_dir = opts.dir.clone();
+        crate::directory::path::check_dir(&wal_dir)?;
         if !wal_dir.is_empty() {
             if !dir.exists(&wal_dir)? {
+                if !opts.create_if_missing {
+                    return Err(Error::NotFound {
+                        path: wal_dir.into(),
+                    });
+                }
                 dir.create_dir_all(&wal_dir)?;
             }
             // IMPORTANT: the WAL directory's own entry must be durable before
@@ -101,35 +110,22 @@ impl Wal {
             sync_parents(&*dir, &wal_dir)?;
         }
         let lock = dir.lock(&join(&wal_dir, LOCK_NAME))?;
-        let mut segments = Vec::new();
-        let mut pool = Vec::new();
-        for name in dir.list(&wal_dir)? {
-            match FileName::parse(&name) {
-                Some(FileName::Segment(id)) => segments.push(id),
-                Some(FileName::Free(id)) => pool.push(id),
-                None => {}
-            }
+        let Listing { segments, pool } = rules::list_wal(&*dir, &wal_dir)?;
+        if segments.is_empty() && !opts.create_if_missing {
+            return Err(Error::NotFound {
+                path: wal_dir.into(),
+            });
         }
-        segments.sort();
-        pool.sort();
-        if let Some(w) = segments.windows(2).find(|w| w[1].0 != w[0].0 + 1) {
-            return Err(Error::corrupt(
-                seg_path(&wal_dir, w[1]),
-                0,
-                CorruptKind::MissingSegment {
-                    segment: w[0].0 + 1,
-                },
-            ));
+        // IMPORTANT: a pooled file is reused (overwritten) by a later
+        // rotation: it must be a segment this WAL retired, never a damaged
+        // or foreign file. New epochs must also exceed every pooled file's.
+        let mut pool_epoch = (0, SegmentId(0));
+        for &id in &pool {
+            let path = free_path(&wal_dir, id);
+            let h = rules::check_pool_file(&dir.map_read(&path)?, id, &path)?;
+            pool_epoch = pool_epoch.max((h.epoch, id));
         }
-        let (pool_epoch, pool_newest) = pool
-            .iter()
-            .filter_map(|&id| {
-                let map = dir.map_read(&free_path(&wal_dir, id)).ok()?;
-                SegmentHeader::decode(&map).ok().map(|h| (h.epoch, id))
-            })
-            .max()
-            .unwrap_or((0, SegmentId(0)));
-        // New epochs must exceed every pooled file's: one must exist.
+        let (pool_epoch, pool_newest) = pool_epoch;
         successor(
             pool_epoch,
             &free_path(&wal_dir, pool_newest),
@@ -438,10 +434,9 @@ impl Wal {
         let a = &st.active;
         let fits = a.write_off + need + SEAL_RESERVE <= a.region.len() as usize;
         let has_entries = st.next_id > a.first_entry;
-        let too_old = self
-            .opts
-            .max_segment_age
-            .is_some_and(|age| a.opened_at.elapsed() >= age);
+        let too_old = self.opts.max_segment_age.is_some_and(|age| {
+            u128::from(now_ms().saturating_sub(a.created_ms)) >= age.as_millis()
+        });
         if fits && !(too_old && has_entries) {
             return Ok(());
         }

@@ -1,0 +1,579 @@
+//! The one owner of the WAL's verdicts: what a segment file's header means
+//! (born, unborn, damaged), what the end of a segment's frames means (clean
+//! end, torn tail, damage), and what a WAL folder's listing means (the
+//! segments, the recycle pool, gaps). The reader, resume (`Wal::open`),
+//! maintenance and any tool all call these functions: none of them decides
+//! on its own.
+//!
+//! The rule is **repair only what a crash can have produced**. `FORMAT.md`
+//! ("Fault model") lists the states a crash can leave; every row below that
+//! accepts a state names the crash that produces it (tags `@U1`…, `@E1`…,
+//! matching `FORMAT.md`). Every other state is an error naming the file and
+//! the offset, and nothing is deleted, truncated or rewritten because of it.
+//!
+//! Verdicts are made from facts gathered once: the header decodes or not,
+//! its id, length and epoch against the file name, the file length and the
+//! sealed segment before it; the kind of end the frame walk met, whether the
+//! segment is the final one, and whether a later frame proves the end's
+//! position was already durable.
+
+use super::format::{
+    decode_slot, FileName, HeaderError, SegmentHeader, Slot, FORMAT_VERSION, FRAME_ALIGN,
+    FRAME_EPOCH_AT, FRAME_HEADER_LEN, FRAME_KIND_AT, HEADER_EPOCH_AT, HEADER_FIRST_ENTRY_AT,
+    HEADER_SEGMENT_AT, KIND_ENTRY, KIND_RESUME, SEGMENT_HEADER_LEN,
+};
+use super::segment::{Cursor, End};
+use super::SegmentId;
+use crate::directory::path::join;
+use crate::directory::Directory;
+use crate::error::{CorruptKind, Error, Result};
+use crate::le::u64_at;
+
+/// How far past a zero slot or a stale frame the evidence search looks
+/// (past a torn frame it searches the rest of the segment). Bounded because
+/// a clean end is met on every replay and resume, and the bytes after it
+/// are zeros or an earlier life's frames that need not be read in full.
+pub(crate) const CLEAN_END_EVIDENCE_WINDOW_BYTES: usize = 1024 * 1024;
+
+/// Offset of the segment header's length field, named in errors.
+const HEADER_LEN_AT: u64 = 40;
+
+// ---------------------------------------------------------------------------
+// The folder
+
+/// The files of a WAL folder zerodur recognises.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Listing {
+    /// Live segments, consecutive, oldest first.
+    pub(crate) segments: Vec<SegmentId>,
+    /// Retired segments in the recycle pool, oldest first.
+    pub(crate) pool: Vec<SegmentId>,
+}
+
+/// Lists the WAL folder `wal_dir` and checks that the live segments are
+/// consecutive. A folder that does not exist is [`Error::NotFound`] naming
+/// it: a misspelled folder is never an empty log.
+///
+/// A pool with no live segment is damage: the active segment is never
+/// retired, so some live segment always exists once the pool does.
+pub(crate) fn list_wal(dir: &dyn Directory, wal_dir: &str) -> Result<Listing> {
+    crate::directory::path::check_dir(wal_dir)?;
+    if !dir.exists(wal_dir)? {
+        return Err(Error::NotFound {
+            path: wal_dir.into(),
+        });
+    }
+    let mut l = Listing::default();
+    for name in dir.list(wal_dir)? {
+        match FileName::parse(&name) {
+            Some(FileName::Segment(id)) => l.segments.push(id),
+            Some(FileName::Free(id)) => l.pool.push(id),
+            None => {}
+        }
+    }
+    l.segments.sort();
+    l.pool.sort();
+    if let Some(w) = l.segments.windows(2).find(|w| w[1].0 != w[0].0 + 1) {
+        return Err(Error::corrupt(
+            segment_path(wal_dir, w[1]),
+            0,
+            CorruptKind::MissingSegment {
+                segment: w[0].0 + 1,
+            },
+        ));
+    }
+    if let (None, Some(&newest)) = (l.segments.first(), l.pool.last()) {
+        return Err(Error::corrupt(
+            join(wal_dir, &FileName::Free(newest).render()),
+            0,
+            CorruptKind::MissingSegment {
+                segment: newest.0 + 1,
+            },
+        ));
+    }
+    Ok(l)
+}
+
+/// Path of live segment `id` in `wal_dir`.
+pub(crate) fn segment_path(wal_dir: &str, id: SegmentId) -> String {
+    join(wal_dir, &FileName::Segment(id).render())
+}
+
+/// Path of pooled segment `id` in `wal_dir`.
+pub(crate) fn pool_path(wal_dir: &str, id: SegmentId) -> String {
+    join(wal_dir, &FileName::Free(id).render())
+}
+
+// ---------------------------------------------------------------------------
+// Headers
+
+/// Decodes a segment header and checks it belongs to segment `id` and to a
+/// file of this length: the header check every live or pooled segment
+/// passes. Errors name the file and the field's offset.
+pub(crate) fn check_header(buf: &[u8], id: SegmentId, path: &str) -> Result<SegmentHeader> {
+    match SegmentHeader::decode(buf) {
+        Ok(h) if h.segment != id => Err(Error::corrupt(
+            path,
+            HEADER_SEGMENT_AT,
+            CorruptKind::BadHeader("segment id does not match the file name"),
+        )),
+        Ok(h) if h.segment_len != buf.len() as u64 => Err(Error::corrupt(
+            path,
+            HEADER_LEN_AT,
+            CorruptKind::LengthMismatch {
+                expected: h.segment_len,
+                found: buf.len() as u64,
+            },
+        )),
+        Ok(h) => Ok(h),
+        Err(e) => Err(header_error(e, buf, path)),
+    }
+}
+
+fn header_error(e: HeaderError, buf: &[u8], path: &str) -> Error {
+    match e {
+        HeaderError::Short => Error::corrupt(
+            path,
+            0,
+            CorruptKind::Truncated {
+                needed: SEGMENT_HEADER_LEN as u64,
+                available: buf.len() as u64,
+            },
+        ),
+        HeaderError::Magic => Error::corrupt(path, 0, CorruptKind::BadMagic),
+        HeaderError::Checksum { stored, computed } => Error::ChecksumMismatch {
+            path: path.into(),
+            offset: 0,
+            expected: stored,
+            actual: computed,
+        },
+        HeaderError::Version(v) => Error::UnsupportedVersion {
+            path: path.into(),
+            found: v,
+            supported: FORMAT_VERSION,
+        },
+        HeaderError::Field(why) => Error::corrupt(path, 0, CorruptKind::BadHeader(why)),
+    }
+}
+
+/// What is known of the segment before the one being judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Predecessor {
+    /// Its header's epoch.
+    pub(crate) header_epoch: u64,
+    /// Its seal: the first entry id of the next segment and the seal's
+    /// epoch, when its frames were walked (`None` when only its header was
+    /// read).
+    pub(crate) seal: Option<(u64, u64)>,
+}
+
+/// Where a segment stands in its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// Its id (from its file name).
+    pub(crate) id: SegmentId,
+    /// Whether it is the newest live segment.
+    pub(crate) is_final: bool,
+    /// The segment before it, if there is one.
+    pub(crate) prev: Option<Predecessor>,
+}
+
+/// The verdict on a segment file's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Birth {
+    /// A live segment with this header.
+    Born(SegmentHeader),
+    /// A final segment whose rotation a crash interrupted before its header
+    /// was durable: it holds no entry, and the log ends at the seal before
+    /// it (or is empty, for a new log's first segment).
+    Unborn(Unborn),
+}
+
+/// The crash that left an unborn segment (tags as in `FORMAT.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unborn {
+    /// @U1: a new file whose length never became durable (zero bytes).
+    Empty,
+    /// @U2: a new, preallocated file whose header never reached the disk:
+    /// every byte is zero.
+    Zeros,
+    /// @U3: a recycled file whose rename landed but whose new header did not:
+    /// it still wears an earlier segment's valid header, and no frame in it
+    /// belongs to a life after its predecessor's.
+    Recycled,
+}
+
+/// Judges the header of the segment at `pos` (the file's bytes are `buf`).
+///
+/// | facts | verdict |
+/// |---|---|
+/// | header decodes, id = name, length = file, first id = predecessor's seal, epoch above the predecessor's | `Born` |
+/// | same, but length, first id or epoch disagree | `Corrupt` (`LengthMismatch`, `EntryIdGap`, `EpochRegression`) |
+/// | final segment after a sealed one (or a new log's segment 1), file empty | `Unborn(Empty)` (@U1) |
+/// | same, every byte zero | `Unborn(Zeros)` (@U2) |
+/// | final segment after another, valid header of an *older* segment id and epoch, file length as the header says, no frame of a later life | `Unborn(Recycled)` (@U3) |
+/// | anything else (a non-final segment, a zeroed header over data, another header under live frames, bad magic, CRC, version) | the header's error, naming the file and offset |
+pub(crate) fn judge_header(buf: &[u8], pos: &Position, path: &str) -> Result<Birth> {
+    let decoded = SegmentHeader::decode(buf);
+    if let Ok(h) = decoded {
+        if h.segment == pos.id {
+            return born(h, buf, pos, path);
+        }
+    }
+    // Unborn states exist only where a rotation (or a new log's creation)
+    // can be interrupted: the final segment, after a sealed one, or the
+    // first segment of a new log.
+    let may_be_unborn = pos.is_final && (pos.prev.is_some() || pos.id == SegmentId(1));
+    if may_be_unborn {
+        if buf.is_empty() {
+            return Ok(Birth::Unborn(Unborn::Empty));
+        }
+        if buf.iter().all(|&b| b == 0) {
+            return Ok(Birth::Unborn(Unborn::Zeros));
+        }
+        if let (Ok(h), Some(prev)) = (decoded, pos.prev) {
+            let older_life = h.segment < pos.id
+                && h.epoch < prev.header_epoch
+                && h.segment_len == buf.len() as u64;
+            if older_life && newest_epoch_at_least(buf, prev.header_epoch).is_none() {
+                return Ok(Birth::Unborn(Unborn::Recycled));
+            }
+        }
+    }
+    if buf
+        .get(..SEGMENT_HEADER_LEN)
+        .is_some_and(|h| h.iter().all(|&b| b == 0))
+    {
+        return Err(Error::corrupt(
+            path,
+            0,
+            CorruptKind::BadHeader("the header is zeros but the file holds data"),
+        ));
+    }
+    Err(match check_header(buf, pos.id, path) {
+        Err(e) => e,
+        Ok(_) => unreachable!("a header naming this segment was judged above"),
+    })
+}
+
+fn born(h: SegmentHeader, buf: &[u8], pos: &Position, path: &str) -> Result<Birth> {
+    check_header(buf, pos.id, path)?;
+    if let Some(prev) = pos.prev {
+        let (epoch_floor, seal) = match prev.seal {
+            Some((id, epoch)) => (epoch, Some(id)),
+            None => (prev.header_epoch, None),
+        };
+        if let Some(seal) = seal.filter(|&s| s != h.first_entry.0) {
+            return Err(Error::corrupt(
+                path,
+                HEADER_FIRST_ENTRY_AT,
+                CorruptKind::EntryIdGap {
+                    expected: seal,
+                    found: h.first_entry.0,
+                },
+            ));
+        }
+        if h.epoch <= epoch_floor {
+            return Err(Error::corrupt(
+                path,
+                HEADER_EPOCH_AT,
+                CorruptKind::EpochRegression {
+                    previous: epoch_floor,
+                    found: h.epoch,
+                },
+            ));
+        }
+    }
+    Ok(Birth::Born(h))
+}
+
+/// Offset of a well-formed frame at or after the header with an epoch of at
+/// least `floor`, if any (16-byte steps, cheap filters before the CRC).
+fn newest_epoch_at_least(buf: &[u8], floor: u64) -> Option<usize> {
+    let mut off = SEGMENT_HEADER_LEN;
+    while off.saturating_add(FRAME_HEADER_LEN) <= buf.len() {
+        if plausible(buf, off) && u64_at(buf, off + FRAME_EPOCH_AT) >= floor {
+            if let Slot::Frame { .. } = decode_slot(buf, off) {
+                return Some(off);
+            }
+        }
+        off += FRAME_ALIGN;
+    }
+    None
+}
+
+/// The cheap test a frame header must pass before its CRC is computed.
+fn plausible(buf: &[u8], off: usize) -> bool {
+    (KIND_ENTRY..=KIND_RESUME).contains(&buf[off + FRAME_KIND_AT])
+}
+
+// ---------------------------------------------------------------------------
+// Ends
+
+/// The verdict on where a segment's valid frames ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndVerdict {
+    /// The log ends cleanly here (@E1, @E2).
+    Clean,
+    /// A torn tail: the log ends here, and the bytes from here on are what a
+    /// crash left of writes that were never durable (@E3). Strict replay
+    /// rejects it; resume fences it off.
+    Torn,
+}
+
+/// Judges the end `end` that the walk `c` met in a segment (`buf`).
+///
+/// | facts | verdict |
+/// |---|---|
+/// | non-final segment, any end but its seal | `Corrupt` (`Unsealed`, or `BadFrame`): everything before a seal was durable |
+/// | a valid frame of a later epoch at the walk's position (not a resume marker continuing the log) | `Corrupt` (`BadFrame`): a later epoch starts only with a durable marker the walk would have met |
+/// | final segment, and a later valid frame proves the position was durable: it carries a later epoch, or this epoch and a durable watermark at or past the expected id | `Corrupt` (`BelowDurablePoint`) |
+/// | final segment, zero slot, no such proof | `Clean` (@E1: nothing more was written, or it never landed) |
+/// | final segment, older-epoch frame, no such proof | `Clean` (@E2: a recycled or resumed file's earlier bytes, new frames never landed) |
+/// | final segment, torn frame or incomplete batch, no such proof | `Torn` (@E3: an unsynced write landed in part) |
+///
+/// The proof is searched for in the rest of the segment past a torn frame,
+/// and in [`CLEAN_END_EVIDENCE_WINDOW_BYTES`] past a zero slot or stale
+/// frame.
+pub(crate) fn judge_end(
+    buf: &[u8],
+    c: &Cursor,
+    end: End,
+    is_final: bool,
+    path: &str,
+) -> Result<EndVerdict> {
+    let corrupt = |kind| Error::corrupt(path, c.off as u64, kind);
+    if end == End::Later {
+        return Err(corrupt(CorruptKind::BadFrame("frame from a later epoch")));
+    }
+    if !is_final {
+        return Err(corrupt(match end {
+            End::Torn(why) => CorruptKind::BadFrame(why),
+            _ => CorruptKind::Unsealed,
+        }));
+    }
+    let window = match end {
+        End::Torn(_) => usize::MAX,
+        _ => CLEAN_END_EVIDENCE_WINDOW_BYTES,
+    };
+    if let Some(q) = durable_evidence(buf, c.off, c.next, c.epoch, window) {
+        return Err(corrupt(CorruptKind::BelowDurablePoint {
+            evidence: q as u64,
+        }));
+    }
+    Ok(match end {
+        End::Torn(_) => EndVerdict::Torn,
+        _ => EndVerdict::Clean,
+    })
+}
+
+/// Looks past the end at `from` (where entry `next` of `epoch` should have
+/// been) for a valid frame that could only have been written after that
+/// position was durable: one of a later epoch (a later epoch begins with a
+/// resume marker written once everything before it was durable), or one of
+/// `epoch` with a higher id whose durable watermark reaches `next`. Scans at
+/// most `window` bytes. Returns the evidence's offset.
+pub(crate) fn durable_evidence(
+    buf: &[u8],
+    from: usize,
+    next: u64,
+    epoch: u64,
+    window: usize,
+) -> Option<usize> {
+    let stop = buf
+        .len()
+        .saturating_sub(FRAME_HEADER_LEN)
+        .min(from.saturating_add(window));
+    let mut off = from + FRAME_ALIGN;
+    while off <= stop {
+        // Cheap filters before the CRC: kind byte and epoch.
+        if plausible(buf, off) && u64_at(buf, off + FRAME_EPOCH_AT) >= epoch {
+            if let Slot::Frame { header, .. } = decode_slot(buf, off) {
+                let later = header.epoch > epoch;
+                let proves =
+                    header.entry.0 > next && header.durable_watermark().is_some_and(|w| w >= next);
+                if later || proves {
+                    return Some(off);
+                }
+            }
+        }
+        off += FRAME_ALIGN;
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// The recycle pool
+
+/// Checks a pooled file before zerodur relies on it (its epoch) or reuses
+/// it: it must be a segment zerodur retired, with its own length and a
+/// header naming the id in its file name (@P1), or a later id (@P2: a
+/// rotation wrote the new header into it, and the power failed before its
+/// rename to the new name was durable; nothing was appended into it, since
+/// appends wait for that rename). A pooled file holds what a sealed segment
+/// held, made durable before its retirement, so a crash cannot damage it
+/// otherwise: anything else is damage or a foreign file, and is never
+/// overwritten.
+pub(crate) fn check_pool_file(buf: &[u8], id: SegmentId, path: &str) -> Result<SegmentHeader> {
+    match SegmentHeader::decode(buf) {
+        Ok(h) if h.segment > id && h.segment_len == buf.len() as u64 => Ok(h),
+        _ => check_header(buf, id, path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::format::{durable_lag, FrameHeader, KIND_SEAL};
+    use super::super::EntryId;
+    use super::*;
+
+    fn header(id: u64, first: u64, epoch: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        let h = SegmentHeader {
+            segment: SegmentId(id),
+            first_entry: EntryId(first),
+            epoch,
+            segment_len: len as u64,
+            created_ms: 0,
+        };
+        b[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
+        b
+    }
+
+    fn put_frame(b: &mut [u8], off: usize, kind: u8, id: u64, epoch: u64, durable: u64) {
+        let fh = FrameHeader {
+            len: 0,
+            kind,
+            entry: EntryId(id),
+            epoch,
+            durable_lag: durable_lag(id, durable),
+        };
+        b[off..off + FRAME_HEADER_LEN].copy_from_slice(&fh.encode(&[]));
+    }
+
+    fn pos(id: u64, is_final: bool, prev: Option<(u64, u64, u64)>) -> Position {
+        Position {
+            id: SegmentId(id),
+            is_final,
+            prev: prev.map(|(header_epoch, seal, seal_epoch)| Predecessor {
+                header_epoch,
+                seal: Some((seal, seal_epoch)),
+            }),
+        }
+    }
+
+    #[test]
+    fn born_needs_name_length_first_id_and_a_newer_epoch() {
+        let b = header(2, 10, 5, 4096);
+        let p = pos(2, true, Some((3, 10, 4)));
+        assert!(matches!(judge_header(&b, &p, "s"), Ok(Birth::Born(_))));
+        let gap = pos(2, true, Some((3, 11, 4)));
+        assert!(matches!(
+            judge_header(&b, &gap, "s"),
+            Err(Error::Corrupt {
+                kind: CorruptKind::EntryIdGap { .. },
+                offset: 24,
+                ..
+            })
+        ));
+        let old = pos(2, true, Some((3, 10, 5)));
+        assert!(matches!(
+            judge_header(&b, &old, "s"),
+            Err(Error::Corrupt {
+                kind: CorruptKind::EpochRegression {
+                    previous: 5,
+                    found: 5
+                },
+                ..
+            })
+        ));
+        let cut = &b[..2048];
+        assert!(matches!(
+            judge_header(cut, &p, "s"),
+            Err(Error::Corrupt {
+                kind: CorruptKind::LengthMismatch { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unborn_only_for_a_final_segment_and_only_in_crash_shapes() {
+        let after = pos(2, true, Some((3, 10, 4)));
+        assert_eq!(
+            judge_header(&[], &after, "s").unwrap(),
+            Birth::Unborn(Unborn::Empty)
+        );
+        assert_eq!(
+            judge_header(&[0; 4096], &after, "s").unwrap(),
+            Birth::Unborn(Unborn::Zeros)
+        );
+        // Not final, or a sole segment other than a new log's first: damage.
+        assert!(judge_header(&[0; 4096], &pos(2, false, Some((3, 10, 4))), "s").is_err());
+        assert!(judge_header(&[0; 4096], &pos(7, true, None), "s").is_err());
+        assert!(judge_header(&[], &pos(1, true, None), "s").is_ok());
+        // A zeroed header over data.
+        let mut z = vec![0u8; 4096];
+        z[1000] = 1;
+        assert!(matches!(
+            judge_header(&z, &after, "s"),
+            Err(Error::Corrupt {
+                kind: CorruptKind::BadHeader(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn recycled_unborn_needs_an_older_header_and_no_newer_frame() {
+        let after = pos(5, true, Some((9, 100, 9)));
+        let mut old = header(2, 40, 3, 4096);
+        put_frame(&mut old, 64, KIND_ENTRY, 40, 3, 39);
+        assert_eq!(
+            judge_header(&old, &after, "s").unwrap(),
+            Birth::Unborn(Unborn::Recycled)
+        );
+        // A frame of a life after the predecessor's: the header was damaged
+        // under live data.
+        let mut live = old.clone();
+        put_frame(&mut live, 256, KIND_ENTRY, 100, 10, 99);
+        assert!(judge_header(&live, &after, "s").is_err());
+        // A header of a newer epoch than the predecessor's is not an old life.
+        let newer = header(2, 40, 9, 4096);
+        assert!(judge_header(&newer, &after, "s").is_err());
+    }
+
+    #[test]
+    fn ends_follow_the_table() {
+        let mut b = header(1, 1, 5, 8192);
+        let h = SegmentHeader::decode(&b).unwrap();
+        let mut c = Cursor::new(&h);
+        c.off = 128;
+        c.next = 3;
+        assert_eq!(
+            judge_end(&b, &c, End::Zero, true, "s").unwrap(),
+            EndVerdict::Clean
+        );
+        assert_eq!(
+            judge_end(&b, &c, End::Torn("x"), true, "s").unwrap(),
+            EndVerdict::Torn
+        );
+        assert!(judge_end(&b, &c, End::Zero, false, "s").is_err());
+        assert!(judge_end(&b, &c, End::Later, true, "s").is_err());
+        // A later frame written after entry 3 was durable.
+        put_frame(&mut b, 4096, KIND_SEAL, 9, 5, 3);
+        for end in [End::Zero, End::Stale, End::Torn("x")] {
+            assert!(
+                matches!(
+                    judge_end(&b, &c, end, true, "s"),
+                    Err(Error::Corrupt {
+                        kind: CorruptKind::BelowDurablePoint { evidence: 4096 },
+                        offset: 128,
+                        ..
+                    })
+                ),
+                "{end:?}"
+            );
+        }
+    }
+}
