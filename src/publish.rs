@@ -12,15 +12,15 @@
 //! 3. Choose the kept checkpoints: the new one, then older ones newest
 //!    first until `keep` are chosen, counting **only checkpoints that load
 //!    and validate** (envelope, both CRCs, the tag, rkyv's checked access as
-//!    a `T`). A damaged checkpoint is never counted as kept, never deleted
-//!    here, and reported in [`Published::damaged`].
+//!    a `T`). A checkpoint that does not load is never counted as kept,
+//!    never deleted, and reported in [`Published::damaged`].
 //! 4. Retire WAL segments whose entries are all covered by the **oldest
 //!    kept** checkpoint, oldest first, never the active segment (each step
 //!    durable, see [`Wal::truncate_prefix`]). Keeping the log back to the
 //!    oldest valid kept checkpoint is what lets recovery fall back to it when
 //!    a newer one is damaged.
-//! 5. Remove the checkpoints older than the oldest kept one; sync the
-//!    directory.
+//! 5. Remove the valid checkpoints older than the kept ones (each is loaded
+//!    once to tell); sync the directory.
 //!
 //! A crash before 2 completes leaves the previous checkpoint and the whole
 //! log; between 2 and 3 the new checkpoint and the whole log (recovery skips
@@ -99,8 +99,8 @@ pub struct Published {
     pub segments_retired: usize,
     /// Old checkpoints removed.
     pub checkpoints_removed: usize,
-    /// Checkpoints newer than the oldest kept one that failed to load or
-    /// validate: not counted as kept, and left in place.
+    /// Checkpoints that failed to load or validate (damaged, another tag,
+    /// an invalid archive): never counted as kept, never deleted.
     pub damaged: Vec<String>,
 }
 
@@ -185,27 +185,26 @@ where
     let mut kept = 0;
     let mut floor = last_entry.get();
     let mut damaged = Vec::new();
-    let mut oldest_kept = names.len();
-    for (i, old) in names.iter().enumerate() {
-        if kept == opts.keep {
-            break;
-        }
+    let mut superseded = Vec::new();
+    for old in &names {
         let old_path = old.path_in(folder);
         let valid = old_path == path || Checkpoint::<T>::load(dir, &old_path, opts.tag).is_ok();
-        if valid {
-            kept += 1;
-            floor = floor.min(old.last_entry().unwrap_or(0));
-            oldest_kept = i;
-        } else {
-            damaged.push(old_path);
+        match (valid, kept < opts.keep) {
+            (true, true) => {
+                kept += 1;
+                floor = floor.min(old.last_entry().unwrap_or(0));
+            }
+            (true, false) => superseded.push(old_path),
+            // Never counted as kept, and never deleted: what does not load
+            // is left for an operator to look at.
+            (false, _) => damaged.push(old_path),
         }
     }
     let segments_retired = wal.truncate_prefix(EntryId::new(floor))?;
-    let mut checkpoints_removed = 0;
-    for old in names.iter().skip(oldest_kept + 1) {
-        dir.remove(&old.path_in(folder))?;
-        checkpoints_removed += 1;
+    for old in &superseded {
+        dir.remove(old)?;
     }
+    let checkpoints_removed = superseded.len();
     if checkpoints_removed > 0 {
         dir.sync_dir(folder)?;
     }
