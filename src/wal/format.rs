@@ -97,6 +97,17 @@ struct RawSegmentHeader {
 
 const _: () = assert!(size_of::<RawSegmentHeader>() == SEGMENT_HEADER_LEN);
 const _: () = assert!(size_of::<RawFrameHeader>() == FRAME_HEADER_LEN);
+const _: () = assert!(std::mem::offset_of!(RawFrameHeader, len) == FRAME_LEN_AT);
+const _: () = assert!(std::mem::offset_of!(RawFrameHeader, kind) == FRAME_KIND_AT);
+const _: () = assert!(std::mem::offset_of!(RawFrameHeader, entry) == FRAME_ENTRY_AT);
+const _: () = assert!(std::mem::offset_of!(RawFrameHeader, epoch) == FRAME_EPOCH_AT);
+const _: () =
+    assert!(std::mem::offset_of!(RawSegmentHeader, segment) == HEADER_SEGMENT_AT as usize);
+const _: () =
+    assert!(std::mem::offset_of!(RawSegmentHeader, first_entry) == HEADER_FIRST_ENTRY_AT as usize);
+const _: () = assert!(std::mem::offset_of!(RawSegmentHeader, epoch) == HEADER_EPOCH_AT as usize);
+const _: () =
+    assert!(std::mem::offset_of!(RawSegmentHeader, segment_len) == HEADER_LEN_AT as usize);
 
 /// Offset of the segment header's CRC: it covers every byte before it.
 const SEGMENT_HEADER_CRC_AT: usize = SEGMENT_HEADER_LEN - 4;
@@ -104,6 +115,7 @@ const SEGMENT_HEADER_CRC_AT: usize = SEGMENT_HEADER_LEN - 4;
 pub(crate) const HEADER_SEGMENT_AT: u64 = 16;
 pub(crate) const HEADER_FIRST_ENTRY_AT: u64 = 24;
 pub(crate) const HEADER_EPOCH_AT: u64 = 32;
+pub(crate) const HEADER_LEN_AT: u64 = 40;
 
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +219,9 @@ struct RawFrameHeader {
 
 /// Offsets within a frame header, for the scans that filter candidate
 /// frames cheaply before decoding them.
+pub(crate) const FRAME_LEN_AT: usize = 4;
 pub(crate) const FRAME_KIND_AT: usize = 8;
+pub(crate) const FRAME_ENTRY_AT: usize = 16;
 pub(crate) const FRAME_EPOCH_AT: usize = 24;
 
 /// A decoded frame header.

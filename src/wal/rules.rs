@@ -20,7 +20,7 @@
 use super::format::{
     decode_slot, FileName, HeaderError, SegmentHeader, Slot, FORMAT_VERSION, FRAME_ALIGN,
     FRAME_EPOCH_AT, FRAME_HEADER_LEN, FRAME_KIND_AT, HEADER_EPOCH_AT, HEADER_FIRST_ENTRY_AT,
-    HEADER_SEGMENT_AT, KIND_ENTRY, KIND_RESUME, SEGMENT_HEADER_LEN,
+    HEADER_LEN_AT, HEADER_SEGMENT_AT, KIND_ENTRY, KIND_RESUME, SEGMENT_HEADER_LEN,
 };
 use super::segment::{Cursor, End};
 use super::SegmentId;
@@ -34,9 +34,6 @@ use crate::le::u64_at;
 /// a clean end is met on every replay and resume, and the bytes after it
 /// are zeros or an earlier life's frames that need not be read in full.
 pub(crate) const CLEAN_END_EVIDENCE_WINDOW_BYTES: usize = 1024 * 1024;
-
-/// Offset of the segment header's length field, named in errors.
-const HEADER_LEN_AT: u64 = 40;
 
 // ---------------------------------------------------------------------------
 // The folder

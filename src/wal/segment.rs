@@ -6,8 +6,10 @@ use super::format::{
     decode_slot, SegmentHeader, Slot, FRAME_ALIGN, FRAME_HEADER_LEN, KIND_ENTRY, KIND_ENTRY_CONT,
     KIND_RESUME, KIND_SEAL, SEGMENT_HEADER_LEN,
 };
+use super::format::{FRAME_ENTRY_AT, FRAME_EPOCH_AT, FRAME_KIND_AT, FRAME_LEN_AT};
 use super::EntryId;
 use crate::error::CorruptKind;
+use crate::le::{u32_at, u64_at};
 
 /// One step of a [`Cursor`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,9 +184,9 @@ pub(crate) fn first_entry_above(buf: &[u8], proven: u64, end: usize) -> usize {
         let Some(h) = buf.get(off..off + FRAME_HEADER_LEN) else {
             break;
         };
-        let len = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
-        let id = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
-        if matches!(h[8], KIND_ENTRY | KIND_ENTRY_CONT) && id > proven {
+        let len = u32_at(h, FRAME_LEN_AT);
+        let id = u64_at(h, FRAME_ENTRY_AT);
+        if matches!(h[FRAME_KIND_AT], KIND_ENTRY | KIND_ENTRY_CONT) && id > proven {
             return off;
         }
         off += super::format::frame_len(len as usize);
@@ -201,8 +203,8 @@ pub(crate) fn max_epoch_from(buf: &[u8], from: usize, floor: u64) -> u64 {
     let mut off = from;
     while off.saturating_add(FRAME_HEADER_LEN) <= buf.len() {
         // Cheap filters before the CRC: kind byte and a higher epoch.
-        let kind = buf[off + 8];
-        let epoch = u64::from_le_bytes(buf[off + 24..off + 32].try_into().expect("8 bytes"));
+        let kind = buf[off + FRAME_KIND_AT];
+        let epoch = u64_at(buf, off + FRAME_EPOCH_AT);
         if (KIND_ENTRY..=KIND_RESUME).contains(&kind) && epoch > max {
             if let Slot::Frame { header, .. } = decode_slot(buf, off) {
                 max = header.epoch;

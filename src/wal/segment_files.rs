@@ -311,8 +311,8 @@ impl Opener<'_> {
 }
 
 /// Offsets of the segment header's id and epoch fields, named in errors.
-pub(super) const SEGMENT_ID_AT: u64 = 16;
-pub(super) const EPOCH_AT: u64 = 32;
+pub(super) const SEGMENT_ID_AT: u64 = super::format::HEADER_SEGMENT_AT;
+pub(super) const EPOCH_AT: u64 = super::format::HEADER_EPOCH_AT;
 pub(super) const SEGMENT_ID_RANGE: &str = "segment id out of range";
 pub(super) const EPOCH_RANGE: &str = "epoch out of range";
 
