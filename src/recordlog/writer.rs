@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::format::{self, encode_frame, encode_header};
+use super::format::{self, encode_frame, encode_header, HEADER_SIZE_BYTES};
 use super::reader::Records;
 use super::{RecordLogMode, RecordLogOptions};
 use crate::directory::{path, DirLock, Directory, WritableFile};
@@ -38,6 +38,9 @@ pub struct RecordLog {
     file: Box<dyn WritableFile>,
     options: RecordLogOptions,
     count: u64,
+    /// A file length every byte below which is durable: the `synced` field
+    /// of every frame appended (see `FORMAT.md`, "The synced rule").
+    synced_claim: u64,
     frame: Vec<u8>,
     poisoned: Option<String>,
     _lock: DirLock,
@@ -53,14 +56,18 @@ impl RecordLog {
     /// # Errors
     ///
     /// [`Error::Locked`] if another writer has the log open; a bad file
-    /// header (`Corrupt`, `UnsupportedVersion`, `ChecksumMismatch`),
-    /// [`Error::InvalidPath`], or an I/O failure.
+    /// header (`Corrupt`, `UnsupportedVersion`, `ChecksumMismatch`);
+    /// [`Error::Corrupt`] at the offset of a bad frame that a later frame
+    /// proves durable (`BelowDurablePoint`) or that no crash can leave (a
+    /// CRC-valid frame in the wrong place); [`Error::InvalidPath`], or an
+    /// I/O failure. After an error nothing has been cut or written.
     pub fn open(dir: Arc<dyn Directory>, path: &str) -> Result<RecordLog> {
         RecordLog::open_with(dir, path, RecordLogOptions::default())
     }
 
     /// [`RecordLog::open`] with explicit options. In
-    /// [`RecordLogMode::Strict`] a torn tail is an error and nothing is cut.
+    /// [`RecordLogMode::Strict`] a torn tail is an error too, and nothing is
+    /// cut.
     pub fn open_with(
         dir: Arc<dyn Directory>,
         path: &str,
@@ -71,7 +78,7 @@ impl RecordLog {
         // that is really the first writer's append in progress would
         // destroy records.
         let lock = dir.lock(&lock_path(path))?;
-        let count = if dir.exists(path)? {
+        let (count, synced_claim) = if dir.exists(path)? {
             let (scan, file_len) = {
                 let map = dir.map_read(path)?;
                 (format::scan(&map, path, options.mode)?, map.len())
@@ -86,12 +93,14 @@ impl RecordLog {
                 // discarded tail would replay as if they followed them.
                 dir.sync_file(path)?;
             }
-            scan.count
+            // IMPORTANT: not the file's length: the bytes found may be in the
+            // page cache only. Only what a frame claims is known durable.
+            (scan.count, scan.synced_max)
         } else {
             // IMPORTANT: temporary file + sync + rename + directory sync, so
             // the name never appears without a complete, durable header.
             dir.atomic_write(path, &encode_header())?;
-            0
+            (0, HEADER_SIZE_BYTES as u64)
         };
         let file = dir.open_append(path)?;
         Ok(RecordLog {
@@ -100,6 +109,7 @@ impl RecordLog {
             file,
             options,
             count,
+            synced_claim,
             frame: Vec::new(),
             poisoned: None,
             _lock: lock,
@@ -120,7 +130,7 @@ impl RecordLog {
         self.check_poisoned()?;
         self.options.check_record(record.len())?;
         self.frame.clear();
-        encode_frame(record, &mut self.frame);
+        encode_frame(record, self.file.len(), self.synced_claim, &mut self.frame);
         let written = self.file.write_all(&self.frame);
         if self.frame.capacity() > FRAME_BUFFER_BYTES_KEPT_MAX {
             self.frame = Vec::new();
@@ -143,8 +153,12 @@ impl RecordLog {
     /// later sync could be trusted.
     pub fn sync(&mut self) -> Result<()> {
         self.check_poisoned()?;
+        let len = self.file.len();
         let synced = self.file.sync();
-        self.poison_on_error(synced)
+        self.poison_on_error(synced)?;
+        // Every byte written before the sync is durable now.
+        self.synced_claim = len;
+        Ok(())
     }
 
     /// The records in the log now, including those appended but not yet
