@@ -1,5 +1,6 @@
-//! Opening a record log for appending: create it atomically or cut its torn
-//! tail durably, then append frames and sync, poisoning on any failure.
+//! Opening a record log for appending: create it atomically, or cut its torn
+//! tail and make every byte of it durable; then append frames, each claiming
+//! what is durable, and sync, poisoning on any failure.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use super::{RecordLogMode, RecordLogOptions};
 use crate::directory::{path, DirLock, Directory, WritableFile};
 use crate::error::{Error, Result};
 
+/// Open rewrites unproven bytes in chunks of this size.
+const REWRITE_CHUNK_BYTES: usize = 1 << 20;
 /// Frame buffers above this size are released after use rather than kept.
 const FRAME_BUFFER_BYTES_KEPT_MAX: usize = 1 << 20;
 
@@ -51,7 +54,12 @@ impl RecordLog {
     /// exist, with [`RecordLogOptions::default`] (best effort: a torn tail is
     /// cut).
     ///
-    /// Durable on return: the file's name and header; after a cut, the cut.
+    /// Durable on return: the file's name and every byte of it, as found or
+    /// after the cut of a torn tail. Bytes that no frame proves durable (at
+    /// least the records of the last sync before this open) are written
+    /// again unchanged and synced first: a failed sync of an earlier writer
+    /// can leave them in the page cache only, where no later sync would write
+    /// them.
     ///
     /// # Errors
     ///
@@ -84,18 +92,30 @@ impl RecordLog {
                 (format::scan(&map, path, options.mode)?, map.len())
                 // The map is dropped here, before any truncation.
             };
-            if scan.end < file_len {
+            let end = scan.end as u64;
+            let cut = scan.end < file_len;
+            if cut {
                 debug_assert_eq!(options.mode, RecordLogMode::BestEffort);
-                dir.truncate(path, scan.end as u64)?;
+                dir.truncate(path, end)?;
+            }
+            // IMPORTANT: bytes no frame proves durable may be in the page
+            // cache only — after a failed sync, clean there but never written
+            // to disk, and no later sync would write them. Writing them again,
+            // unchanged, makes the sync below cover them; only then may frames
+            // appended after them claim them durable.
+            let unproven = scan.synced_max < end;
+            if unproven {
+                rewrite_unchanged(&*dir, path, scan.synced_max, end)?;
+            }
+            if cut || unproven {
                 // IMPORTANT: the cut must be durable before anything is
                 // appended after it. Otherwise a crash could bring back the
                 // old tail behind new, shorter records, and frames of that
                 // discarded tail would replay as if they followed them.
                 dir.sync_file(path)?;
             }
-            // IMPORTANT: not the file's length: the bytes found may be in the
-            // page cache only. Only what a frame claims is known durable.
-            (scan.count, scan.synced_max)
+            // Every byte of the file is durable now.
+            (scan.count, end)
         } else {
             // IMPORTANT: temporary file + sync + rename + directory sync, so
             // the name never appears without a complete, durable header.
@@ -221,6 +241,25 @@ impl fmt::Debug for RecordLog {
             .field("poisoned", &self.poisoned)
             .finish()
     }
+}
+
+/// Writes bytes `from..to` of the file at `path` again, unchanged, a chunk at
+/// a time, so that the next sync of the file makes them durable whatever
+/// became of their earlier writes.
+///
+/// Durable on return: nothing.
+fn rewrite_unchanged(dir: &dyn Directory, path: &str, from: u64, to: u64) -> Result<()> {
+    let mut region = dir.open_region(path)?;
+    let mut chunk = Vec::new();
+    let mut at = from as usize;
+    while at < to as usize {
+        let n = REWRITE_CHUNK_BYTES.min(to as usize - at);
+        chunk.clear();
+        chunk.extend_from_slice(&region.bytes()[at..at + n]);
+        region.write_at(at as u64, &chunk)?;
+        at += n;
+    }
+    Ok(())
 }
 
 /// The lock file that makes a record log's writer exclusive: `{path}.lock`.
