@@ -1,5 +1,6 @@
 //! Media faults on a record log — every byte flipped, the file cut short at
-//! every length, junk appended, zeroed ranges — are never repaired silently.
+//! every length, junk appended, zeroed ranges, several random bytes damaged
+//! at once — are never repaired silently.
 //!
 //! The log: 40 records of 0 to 300 bytes in 8 synced batches of 5, written
 //! through `RecordLog` on `MemoryDirectory`. Each damaged state is written
@@ -481,4 +482,33 @@ fn zeroed_ranges_are_damage_below_the_durable_point_unless_in_the_last_batch() {
         states += 1;
     }
     println!("zeroed-range states checked: {states}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Several bytes damaged at once, anywhere after the file header: the
+    /// first damaged frame decides, as the table says, whatever follows it.
+    #[test]
+    fn several_damaged_bytes_follow_the_decision_table(
+        damage in proptest::collection::vec((proptest::prelude::any::<usize>(), 1u8..=255), 1..6),
+    ) {
+        let base = build();
+        let span = base.bytes.len() - FILE_HEADER;
+        let mut damaged = base.bytes.clone();
+        for &(at, mask) in &damage {
+            damaged[FILE_HEADER + at % span] ^= mask;
+        }
+        let Some(first) = (0..damaged.len()).find(|&i| damaged[i] != base.bytes[i]) else {
+            return Ok(()); // the flips cancelled out
+        };
+        let f = frame_of(&base, first);
+        let padding_only = (f.start..f.body_end).all(|i| damaged[i] == base.bytes[i]);
+        let expect = base.verdict(&damaged, f.start, padding_only.then_some("non-zero padding"));
+        check(&base, &damaged, &expect, &format!("damage {damage:?}"));
+    }
 }
