@@ -438,6 +438,29 @@ mod tests {
     }
 
     #[test]
+    fn bytes_are_pinned() {
+        // FORMAT.md's layout, byte for byte (CRCs checked with Python's
+        // zlib.crc32): an unintended format change fails here.
+        let mut f = encode_header().to_vec();
+        encode_frame(b"pin", 16, 16, &mut f);
+        let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            concat!(
+                "5a445552524c4f47", // magic "ZDURRLOG"
+                "02000000",         // version 2
+                "4e25ede2",         // CRC of bytes 0..12
+                "591635f3",         // frame CRC of bytes 4..27
+                "03000000",         // length 3
+                "1000000000000000", // offset 16
+                "1000000000000000", // synced 16
+                "70696e",           // "pin"
+                "0000000000",       // padding to 32
+            )
+        );
+    }
+
+    #[test]
     fn clean_log_scans_to_its_end_with_the_largest_claim() {
         let log = two_batches();
         let want = Scan {
