@@ -1,10 +1,10 @@
 //! A record log checked against a `Vec` model under random sequences of
-//! appends, syncs, clean reopens and crashes.
+//! appends, syncs, failed syncs, clean reopens and crashes.
 
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use zerodur::{CrashPolicy, MemoryDirectory, RecordLog};
+use zerodur::{CrashPolicy, Fault, MemoryDirectory, OpKind, RecordLog};
 
 const LOG: &str = "model.log";
 
@@ -12,6 +12,9 @@ const LOG: &str = "model.log";
 enum Op {
     Append(Vec<u8>),
     Sync,
+    /// A sync fails (its writes may never reach the disk); the poisoned
+    /// handle is dropped and the log reopened in the same boot.
+    FailedSync,
     Reopen,
     Crash(u64),
 }
@@ -20,6 +23,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => prop::collection::vec(any::<u8>(), 0..600).prop_map(Op::Append),
         2 => Just(Op::Sync),
+        1 => Just(Op::FailedSync),
         1 => Just(Op::Reopen),
         2 => any::<u64>().prop_map(Op::Crash),
     ]
@@ -52,10 +56,20 @@ proptest! {
                     log.sync().unwrap();
                     acked = model.len();
                 }
+                Op::FailedSync => {
+                    dir.inject(Fault::eio().on(OpKind::SyncFile));
+                    prop_assert!(log.sync().is_err());
+                    drop(log);
+                    log = RecordLog::open(Arc::new(dir.clone()), LOG).unwrap();
+                    prop_assert_eq!(replayed(&log), model.clone());
+                    // Open makes every byte it found durable.
+                    acked = model.len();
+                }
                 Op::Reopen => {
                     drop(log);
                     log = RecordLog::open(Arc::new(dir.clone()), LOG).unwrap();
                     prop_assert_eq!(replayed(&log), model.clone());
+                    acked = model.len();
                 }
                 Op::Crash(seed) => {
                     let policy = match seed % 4 {

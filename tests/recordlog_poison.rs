@@ -97,3 +97,39 @@ fn sync_failure_poisons_on_the_filesystem_too() {
     assert!(matches!(log.sync(), Err(Error::Io { .. })));
     assert_poisoned(log.append(b"y"));
 }
+
+#[test]
+fn reopen_after_a_failed_sync_makes_what_it_found_durable_before_claiming_it() {
+    // A failed sync leaves "b" in the page cache but maybe never on disk, and
+    // no later sync writes it (the kernel marked its pages clean). A writer
+    // reopening in the same boot sees "b" and appends after it; its syncs
+    // succeed. Whatever a power loss keeps then, the log must open and hold
+    // what that writer acknowledged, in order, with "b" before it.
+    let dir = MemoryDirectory::new();
+    let mut log = RecordLog::open(Arc::new(dir.clone()), LOG).unwrap();
+    log.append(b"a").unwrap();
+    log.sync().unwrap();
+    log.append(b"b, whose sync failed").unwrap();
+    dir.inject(Fault::eio().on(OpKind::SyncFile));
+    assert!(log.sync().is_err());
+    drop(log);
+
+    let mut log = RecordLog::open(Arc::new(dir.clone()), LOG).unwrap();
+    assert_eq!(log.len(), 2);
+    for r in [&b"c"[..], b"d"] {
+        log.append(r).unwrap();
+        log.sync().unwrap();
+    }
+    drop(log);
+    let expected: Vec<Vec<u8>> = [&b"a"[..], b"b, whose sync failed", b"c", b"d"]
+        .iter()
+        .map(|r| r.to_vec())
+        .collect();
+    for policy in CrashPolicy::standard_set(16) {
+        let image = dir.crash_image(&policy);
+        let log = RecordLog::open(Arc::new(image), LOG)
+            .unwrap_or_else(|e| panic!("{policy:?}: the log must reopen: {e}"));
+        let got: Vec<Vec<u8>> = log.records().unwrap().iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(got, expected, "{policy:?}");
+    }
+}

@@ -42,16 +42,31 @@ fn append_raw(dir: &dyn Directory, bytes: &[u8]) {
     f.sync().unwrap();
 }
 
-/// A frame as the format defines it: length, CRC of length + payload, payload.
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let len = (payload.len() as u32).to_le_bytes();
-    let mut h = crc32fast::Hasher::new();
-    h.update(&len);
-    h.update(payload);
-    let mut f = len.to_vec();
-    f.extend_from_slice(&h.finalize().to_le_bytes());
+/// A frame as FORMAT.md defines it (version 2) for file offset `at`,
+/// claiming file length `synced` durable: CRC of bytes 4..24+n, length,
+/// offset, synced, payload, zero padding to a multiple of 8.
+fn frame(at: u64, synced: u64, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0; 4];
+    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    f.extend_from_slice(&at.to_le_bytes());
+    f.extend_from_slice(&synced.to_le_bytes());
     f.extend_from_slice(payload);
+    let crc = crc32fast::hash(&f[4..]);
+    f[..4].copy_from_slice(&crc.to_le_bytes());
+    f.resize(f.len().next_multiple_of(8), 0);
     f
+}
+
+/// Bytes the frame of an `n`-byte record occupies.
+fn frame_len(n: usize) -> u64 {
+    (24 + n).next_multiple_of(8) as u64
+}
+
+/// The next frame to append raw at the end of the log: at its end, claiming
+/// its whole length durable (what a writer that synced there would write).
+fn next_frame(dir: &dyn Directory, payload: &[u8]) -> Vec<u8> {
+    let at = dir.len(LOG).unwrap();
+    frame(at, at, payload)
 }
 
 fn backends() -> (tempfile::TempDir, Vec<Arc<dyn Directory>>) {
@@ -93,7 +108,7 @@ fn torn_tail_is_cut_on_open_then_appends_replay_after_the_kept_records() {
         let records = sample_records();
         write_log(Arc::clone(&dir), &records);
         let valid_len = dir.len(LOG).unwrap();
-        let torn = &frame(b"a record that was being appended")[..13];
+        let torn = &next_frame(&*dir, b"a record that was being appended")[..13];
         append_raw(&*dir, torn);
 
         let mut log = RecordLog::open(Arc::clone(&dir), LOG).unwrap();
@@ -113,16 +128,12 @@ fn torn_tail_is_cut_on_open_then_appends_replay_after_the_kept_records() {
 fn tail_with_bad_crc_is_cut_like_a_partial_frame() {
     let dir = MemoryDirectory::new();
     write_log(Arc::new(dir.clone()), &[b"one".to_vec()]);
-    let mut bad = frame(b"two");
-    let n = bad.len();
-    bad[n - 1] ^= 0x40;
+    let mut bad = next_frame(&dir, b"two");
+    bad[26] ^= 0x40;
     append_raw(&dir, &bad);
     let log = RecordLog::open(Arc::new(dir.clone()), LOG).unwrap();
     assert_eq!(log.len(), 1);
-    assert_eq!(
-        dir.len(LOG).unwrap(),
-        FILE_HEADER + frame(b"one").len() as u64
-    );
+    assert_eq!(dir.len(LOG).unwrap(), FILE_HEADER + frame_len(3));
 }
 
 #[test]
@@ -135,13 +146,16 @@ fn cut_is_durable_before_anything_is_appended() {
     log.append(b"new").unwrap();
     let ops: Vec<OpKind> = dir.op_log()[before..].iter().map(|r| r.kind).collect();
     let at = |k: OpKind| ops.iter().position(|&o| o == k).unwrap();
+    // Open: cut, rewrite the unproven record unchanged, sync; then the
+    // append's write.
+    let append = ops.iter().rposition(|&o| o == OpKind::Write).unwrap();
     assert!(at(OpKind::Truncate) < at(OpKind::SyncFile), "{ops:?}");
-    assert!(at(OpKind::SyncFile) < at(OpKind::Write), "{ops:?}");
+    assert!(at(OpKind::SyncFile) < append, "{ops:?}");
     // A power loss right now keeps the cut: the tail never comes back.
     let image = dir.crash_image(&CrashPolicy::drop_all());
     assert_eq!(
         image.read(LOG).unwrap().len() as u64,
-        FILE_HEADER + frame(b"kept").len() as u64
+        FILE_HEADER + frame_len(4)
     );
 }
 
@@ -152,10 +166,11 @@ fn discarded_tail_never_replays_behind_a_new_record() {
     // appending the new record could resurrect that frame behind it.
     let dir = MemoryDirectory::new();
     write_log(Arc::new(dir.clone()), &[b"kept".to_vec()]);
-    let mut corrupt = frame(b"NEW!");
+    let at = dir.len(LOG).unwrap();
+    let mut corrupt = frame(at, at, b"NEW!");
     corrupt[5] ^= 1;
     let mut tail = corrupt;
-    tail.extend_from_slice(&frame(b"discarded"));
+    tail.extend_from_slice(&frame(at + frame_len(4), at, b"discarded"));
     append_raw(&dir, &tail);
 
     let mut log = RecordLog::open(Arc::new(dir.clone()), LOG).unwrap();
@@ -174,12 +189,12 @@ fn discarded_tail_never_replays_behind_a_new_record() {
 fn strict_open_rejects_torn_tail_and_changes_nothing() {
     let dir = MemoryDirectory::new();
     write_log(Arc::new(dir.clone()), &[b"one".to_vec()]);
-    append_raw(&dir, &frame(b"torn")[..6]);
+    append_raw(&dir, &next_frame(&dir, b"torn")[..6]);
     let before = dir.read(LOG).unwrap();
     let mut options = RecordLogOptions::default();
     options.mode = RecordLogMode::Strict;
     let e = RecordLog::open_with(Arc::new(dir.clone()), LOG, options).unwrap_err();
-    let at = FILE_HEADER + frame(b"one").len() as u64;
+    let at = FILE_HEADER + frame_len(3);
     assert!(
         matches!(
             e,
@@ -195,10 +210,12 @@ fn strict_open_rejects_torn_tail_and_changes_nothing() {
 fn strict_read_rejects_zero_padding_mid_file() {
     let dir = MemoryDirectory::new();
     write_log(Arc::new(dir.clone()), &[b"one".to_vec()]);
+    // Zeros, then a frame written while only the log before the zeros was
+    // durable: unsynced bytes that never reached the disk, as a crash leaves.
+    let at = FILE_HEADER + frame_len(3);
     let mut rest = vec![0u8; 64];
-    rest.extend_from_slice(&frame(b"after the zeros"));
+    rest.extend_from_slice(&frame(at + 64, at, b"after the zeros"));
     append_raw(&dir, &rest);
-    let at = FILE_HEADER + frame(b"one").len() as u64;
     let e = replay(&dir, RecordLogMode::Strict).unwrap_err();
     assert!(
         matches!(
@@ -220,8 +237,9 @@ fn strict_read_rejects_zero_padding_mid_file() {
 fn strict_read_rejects_trailing_zeros_and_bad_crc() {
     let dir = MemoryDirectory::new();
     write_log(Arc::new(dir.clone()), &[b"one".to_vec(), b"two".to_vec()]);
+    // The last payload byte ("two" is followed by 5 bytes of padding).
     let mut bytes = dir.read(LOG).unwrap();
-    let last = bytes.len() - 1;
+    let last = bytes.len() - 6;
     bytes[last] ^= 0x01;
     let copy = MemoryDirectory::new();
     append_whole(&copy, &bytes);
@@ -371,4 +389,40 @@ fn a_second_writer_is_locked_out_and_readers_are_not() {
         log.sync().unwrap();
         assert_eq!(log.records().unwrap().len(), 2);
     }
+}
+
+#[test]
+fn version_1_log_is_unsupported_and_left_untouched() {
+    let dir = MemoryDirectory::new();
+    let mut v1 = b"ZDURRLOG".to_vec();
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&v1);
+    v1.extend_from_slice(&crc.to_le_bytes());
+    // One version-1 frame: length, CRC of length + payload, payload.
+    v1.extend_from_slice(&3u32.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&3u32.to_le_bytes());
+    h.update(b"old");
+    v1.extend_from_slice(&h.finalize().to_le_bytes());
+    v1.extend_from_slice(b"old");
+    dir.atomic_write(LOG, &v1).unwrap();
+    for mode in [RecordLogMode::BestEffort, RecordLogMode::Strict] {
+        let e = replay(&dir, mode).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::UnsupportedVersion {
+                    found: 1,
+                    supported: 2,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+    assert!(matches!(
+        RecordLog::open(Arc::new(dir.clone()), LOG),
+        Err(Error::UnsupportedVersion { found: 1, .. })
+    ));
+    assert_eq!(dir.read(LOG).unwrap(), v1);
 }

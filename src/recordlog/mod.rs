@@ -1,12 +1,23 @@
 //! The record log: an append-only single file of CRC-framed records, for
 //! metadata streams (manifests, epoch changes, configuration history).
 //!
-//! Each record is framed with its length and a CRC over length and payload,
-//! after a versioned file header. [`RecordLog::open`] creates the file
-//! atomically (its name never appears without a complete, durable header) or
-//! opens it and, if a crash left a torn tail (a partial frame, a bad CRC,
-//! zeros), cuts it and makes the cut durable before anything can be appended,
-//! so bytes of the discarded tail can never reappear behind new records.
+//! Each record is framed with its length, its own offset in the file, a
+//! *synced claim* (a file length that was durable when it was written) and a
+//! CRC over all of them and the payload, after a versioned file header.
+//! [`RecordLog::open`] creates the file atomically (its name never appears
+//! without a complete, durable header) or opens it and, if a crash left a
+//! torn tail (a partial frame, a bad CRC, zeros), cuts it and makes the cut
+//! durable before anything can be appended, so bytes of the discarded tail
+//! can never reappear behind new records.
+//!
+//! Only what a crash can produce is repaired. A crash tears only what was
+//! never made durable, so a bad frame that a later frame's synced claim
+//! proves durable is damage, not a tail: [`Error::Corrupt`] with
+//! [`CorruptKind::BelowDurablePoint`](crate::CorruptKind::BelowDurablePoint)
+//! in every mode, and nothing is cut. The records of the last sync have no
+//! later frame to vouch for them: damage to them cannot be told from a torn
+//! write (strict mode reports it, best effort cuts it). `FORMAT.md`
+//! ("Record log") has the full decision table.
 //!
 //! Durability: [`RecordLog::append`] makes nothing durable;
 //! [`RecordLog::sync`] makes every record appended so far durable. After a
@@ -53,21 +64,23 @@ pub use writer::RecordLog;
 use crate::error::{Error, Result};
 use format::RECORD_SIZE_BYTES_MAX_DEFAULT;
 
-/// What reading does with frames that do not decode.
+/// What reading does with a torn tail: bytes after the last valid frame
+/// that no later frame proves durable. Everything else that does not decode
+/// is an error in both modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecordLogMode {
-    /// The first frame that is incomplete or fails its CRC ends the log; it
-    /// and everything after it are a torn tail, which
-    /// [`RecordLog::open`] cuts. This is what a crash during unsynced
-    /// appends leaves. It cannot tell such a tail from damage to synced
-    /// records, which it would also cut: use `Strict` to find out.
+    /// A torn tail (zeros, an incomplete frame or a bad CRC where the next
+    /// frame should start, with no valid frame after it claiming that offset
+    /// durable) ends the log; [`RecordLog::open`] cuts it. This is what a
+    /// crash during unsynced appends leaves. Damage below the durable point
+    /// is still [`Error::Corrupt`] and is never cut.
     #[default]
     BestEffort,
-    /// Every byte after the header must be a valid frame. Zeros where a
-    /// frame should start (at the end or mid-file) are [`Error::Corrupt`]
-    /// with `BadFrame("zero padding")`, a frame running past the end of the
-    /// file is `Corrupt` with `TornTail`, a bad CRC is
-    /// [`Error::ChecksumMismatch`]; nothing is cut.
+    /// Every byte after the header must be a valid frame. A torn tail is an
+    /// error at its offset: [`Error::Corrupt`] with `BadFrame("zero
+    /// padding")` if the frame header there is zeros, `Corrupt` with
+    /// `TornTail` if the frame runs past the end of the file,
+    /// [`Error::ChecksumMismatch`] for a bad CRC; nothing is cut.
     Strict,
 }
 

@@ -135,7 +135,9 @@ impl RecordLog {
     ///
     /// [`Error::NotFound`](crate::Error::NotFound) if there is no log; for a
     /// bad file header, `Corrupt`, `UnsupportedVersion` or
-    /// `ChecksumMismatch`; in strict mode, the errors of
+    /// `ChecksumMismatch`; in both modes, `Corrupt` at the offset of a bad
+    /// frame that a later frame proves durable (`BelowDurablePoint`) or that
+    /// no crash can leave; in strict mode, also the torn-tail errors of
     /// [`RecordLogMode::Strict`].
     pub fn read(dir: &dyn Directory, path: &str, mode: RecordLogMode) -> Result<Records> {
         Records::read(dir, path, mode)

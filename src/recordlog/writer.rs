@@ -1,15 +1,18 @@
-//! Opening a record log for appending: create it atomically or cut its torn
-//! tail durably, then append frames and sync, poisoning on any failure.
+//! Opening a record log for appending: create it atomically, or cut its torn
+//! tail and make every byte of it durable; then append frames, each claiming
+//! what is durable, and sync, poisoning on any failure.
 
 use std::fmt;
 use std::sync::Arc;
 
-use super::format::{self, encode_frame, encode_header};
+use super::format::{self, encode_frame, encode_header, HEADER_SIZE_BYTES};
 use super::reader::Records;
 use super::{RecordLogMode, RecordLogOptions};
 use crate::directory::{path, DirLock, Directory, WritableFile};
 use crate::error::{Error, Result};
 
+/// Open rewrites unproven bytes in chunks of this size.
+const REWRITE_CHUNK_BYTES: usize = 1 << 20;
 /// Frame buffers above this size are released after use rather than kept.
 const FRAME_BUFFER_BYTES_KEPT_MAX: usize = 1 << 20;
 
@@ -38,6 +41,9 @@ pub struct RecordLog {
     file: Box<dyn WritableFile>,
     options: RecordLogOptions,
     count: u64,
+    /// A file length every byte below which is durable: the `synced` field
+    /// of every frame appended (see `FORMAT.md`, "The synced rule").
+    synced_claim: u64,
     frame: Vec<u8>,
     poisoned: Option<String>,
     _lock: DirLock,
@@ -48,19 +54,28 @@ impl RecordLog {
     /// exist, with [`RecordLogOptions::default`] (best effort: a torn tail is
     /// cut).
     ///
-    /// Durable on return: the file's name and header; after a cut, the cut.
+    /// Durable on return: the file's name and every byte of it, as found or
+    /// after the cut of a torn tail. Bytes that no frame proves durable (at
+    /// least the records of the last sync before this open) are written
+    /// again unchanged and synced first: a failed sync of an earlier writer
+    /// can leave them in the page cache only, where no later sync would write
+    /// them.
     ///
     /// # Errors
     ///
     /// [`Error::Locked`] if another writer has the log open; a bad file
-    /// header (`Corrupt`, `UnsupportedVersion`, `ChecksumMismatch`),
-    /// [`Error::InvalidPath`], or an I/O failure.
+    /// header (`Corrupt`, `UnsupportedVersion`, `ChecksumMismatch`);
+    /// [`Error::Corrupt`] at the offset of a bad frame that a later frame
+    /// proves durable (`BelowDurablePoint`) or that no crash can leave (a
+    /// CRC-valid frame in the wrong place); [`Error::InvalidPath`], or an
+    /// I/O failure. After an error nothing has been cut or written.
     pub fn open(dir: Arc<dyn Directory>, path: &str) -> Result<RecordLog> {
         RecordLog::open_with(dir, path, RecordLogOptions::default())
     }
 
     /// [`RecordLog::open`] with explicit options. In
-    /// [`RecordLogMode::Strict`] a torn tail is an error and nothing is cut.
+    /// [`RecordLogMode::Strict`] a torn tail is an error too, and nothing is
+    /// cut.
     pub fn open_with(
         dir: Arc<dyn Directory>,
         path: &str,
@@ -71,27 +86,41 @@ impl RecordLog {
         // that is really the first writer's append in progress would
         // destroy records.
         let lock = dir.lock(&lock_path(path))?;
-        let count = if dir.exists(path)? {
+        let (count, synced_claim) = if dir.exists(path)? {
             let (scan, file_len) = {
                 let map = dir.map_read(path)?;
                 (format::scan(&map, path, options.mode)?, map.len())
                 // The map is dropped here, before any truncation.
             };
-            if scan.end < file_len {
+            let end = scan.end as u64;
+            let cut = scan.end < file_len;
+            if cut {
                 debug_assert_eq!(options.mode, RecordLogMode::BestEffort);
-                dir.truncate(path, scan.end as u64)?;
+                dir.truncate(path, end)?;
+            }
+            // IMPORTANT: bytes no frame proves durable may be in the page
+            // cache only — after a failed sync, clean there but never written
+            // to disk, and no later sync would write them. Writing them again,
+            // unchanged, makes the sync below cover them; only then may frames
+            // appended after them claim them durable.
+            let unproven = scan.synced_max < end;
+            if unproven {
+                rewrite_unchanged(&*dir, path, scan.synced_max, end)?;
+            }
+            if cut || unproven {
                 // IMPORTANT: the cut must be durable before anything is
                 // appended after it. Otherwise a crash could bring back the
                 // old tail behind new, shorter records, and frames of that
                 // discarded tail would replay as if they followed them.
                 dir.sync_file(path)?;
             }
-            scan.count
+            // Every byte of the file is durable now.
+            (scan.count, end)
         } else {
             // IMPORTANT: temporary file + sync + rename + directory sync, so
             // the name never appears without a complete, durable header.
             dir.atomic_write(path, &encode_header())?;
-            0
+            (0, HEADER_SIZE_BYTES as u64)
         };
         let file = dir.open_append(path)?;
         Ok(RecordLog {
@@ -100,6 +129,7 @@ impl RecordLog {
             file,
             options,
             count,
+            synced_claim,
             frame: Vec::new(),
             poisoned: None,
             _lock: lock,
@@ -120,7 +150,7 @@ impl RecordLog {
         self.check_poisoned()?;
         self.options.check_record(record.len())?;
         self.frame.clear();
-        encode_frame(record, &mut self.frame);
+        encode_frame(record, self.file.len(), self.synced_claim, &mut self.frame);
         let written = self.file.write_all(&self.frame);
         if self.frame.capacity() > FRAME_BUFFER_BYTES_KEPT_MAX {
             self.frame = Vec::new();
@@ -143,8 +173,12 @@ impl RecordLog {
     /// later sync could be trusted.
     pub fn sync(&mut self) -> Result<()> {
         self.check_poisoned()?;
+        let len = self.file.len();
         let synced = self.file.sync();
-        self.poison_on_error(synced)
+        self.poison_on_error(synced)?;
+        // Every byte written before the sync is durable now.
+        self.synced_claim = len;
+        Ok(())
     }
 
     /// The records in the log now, including those appended but not yet
@@ -207,6 +241,25 @@ impl fmt::Debug for RecordLog {
             .field("poisoned", &self.poisoned)
             .finish()
     }
+}
+
+/// Writes bytes `from..to` of the file at `path` again, unchanged, a chunk at
+/// a time, so that the next sync of the file makes them durable whatever
+/// became of their earlier writes.
+///
+/// Durable on return: nothing.
+fn rewrite_unchanged(dir: &dyn Directory, path: &str, from: u64, to: u64) -> Result<()> {
+    let mut region = dir.open_region(path)?;
+    let mut chunk = Vec::new();
+    let mut at = from as usize;
+    while at < to as usize {
+        let n = REWRITE_CHUNK_BYTES.min(to as usize - at);
+        chunk.clear();
+        chunk.extend_from_slice(&region.bytes()[at..at + n]);
+        region.write_at(at as u64, &chunk)?;
+        at += n;
+    }
+    Ok(())
 }
 
 /// The lock file that makes a record log's writer exclusive: `{path}.lock`.
