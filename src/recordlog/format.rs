@@ -22,6 +22,7 @@
 use super::RecordLogMode;
 use crate::error::{CorruptKind, Error, Result};
 use crate::header::{checked_header, HeaderSpec};
+use crate::le::{u32_at, u64_at};
 
 /// The first eight bytes of every record log.
 const MAGIC: [u8; 8] = *b"ZDURRLOG";
@@ -89,14 +90,6 @@ pub(crate) fn encode_frame(record: &[u8], offset: u64, synced: u64, out: &mut Ve
     let crc = crc32fast::hash(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     out.resize(start + len, 0);
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// A valid frame: what it holds and where the next one starts.
