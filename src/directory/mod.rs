@@ -14,6 +14,13 @@
 //! [`Error::InvalidPath`](crate::Error::InvalidPath); nothing outside the root
 //! is ever touched. Methods that take a *directory* accept `""` for the root.
 //!
+//! Symbolic links below the root are never followed: on [`FsDirectory`], a
+//! path that meets one — as a folder on the way or as the file itself — is an
+//! [`Error::InvalidPath`](crate::Error::InvalidPath) naming the path, with
+//! the reason "path crosses a symbolic link", for every method. Only
+//! [`Directory::exists`] answers for a link as the last component (`true`:
+//! the name exists, though nothing can open it).
+//!
 //! # Durability vocabulary
 //!
 //! Each method's documentation says what is durable when it returns:
@@ -43,6 +50,11 @@ pub use memory::{CrashPolicy, MemoryDirectory, OpRecord};
 /// A directory of files with explicit durability.
 ///
 /// Object-safe and `Send + Sync`: share it as `Arc<dyn Directory>`.
+///
+/// Paths follow the [module's rules](self#paths): a malformed path, or on
+/// [`FsDirectory`] one that meets a symbolic link below the root, is an
+/// [`Error::InvalidPath`](crate::Error::InvalidPath) naming it, from every
+/// method.
 ///
 /// # Example
 ///
