@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use support::{
-    assert_invalid_path, assert_io, assert_not_found, pattern, write_file, INVALID_FILE_ONLY,
-    INVALID_PATHS,
+    assert_invalid_path, assert_io, assert_not_found, every_policy, pattern, write_durable,
+    write_file, INVALID_FILE_ONLY, INVALID_PATHS,
 };
 use zerodur::{Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory, OpKind};
 
@@ -610,6 +610,27 @@ suite!(
     injected_eio_fails_file_syncs,
     injected_enospc_fails_create_region_and_leaves_no_file,
 );
+
+// ---------------------------------------------------------------------------
+// Memory only: what the crash model shows.
+
+#[test]
+fn memory_create_dir_all_folders_survive_a_crash() {
+    let d = MemoryDirectory::new();
+    d.create_dir_all("a/b/c").unwrap();
+    d.create_dir_all("a/x").unwrap();
+    // A file made durable in its own folder needs no sync of the folders
+    // above it: create_dir_all made their names durable.
+    write_durable(&d, "a/b/c/f", b"deep").unwrap();
+    for policy in every_policy(16) {
+        let img = d.crash_image(&policy);
+        for dir in ["a", "a/b", "a/b/c", "a/x"] {
+            assert!(img.exists(dir).unwrap(), "{policy:?}: `{dir}` lost");
+        }
+        assert_eq!(img.list("a").unwrap(), ["b", "x"], "{policy:?}");
+        assert_eq!(img.read("a/b/c/f").unwrap(), b"deep", "{policy:?}");
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Filesystem only: symbolic links and the root.

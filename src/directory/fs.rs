@@ -222,6 +222,11 @@ impl Directory for FsDirectory {
                         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(err(e)),
                         _ => {}
                     }
+                    // IMPORTANT: the new folder's name is durable on return
+                    // (the trait's promise), so anything later made durable
+                    // inside it cannot vanish with it.
+                    cur.sync_all()
+                        .map_err(|e| Error::io(IoOp::SyncDir, parent(&prefix), e))?;
                     beneath::open_dir(cur.as_fd(), comp).map_err(err)?
                 }
                 // A file in the way, as on the memory backend.

@@ -72,8 +72,11 @@ pub use memory::{CrashPolicy, MemoryDirectory, OpRecord};
 pub trait Directory: Send + Sync + fmt::Debug {
     /// Creates directory `path` and any missing parents.
     ///
-    /// Durable on return: nothing; the new entries are durable once each
-    /// parent has been passed to [`sync_dir`](Directory::sync_dir).
+    /// Durable on return: the name of every directory this call created
+    /// (each new directory's parent is synced right after the directory is
+    /// made, as [`sync_dir`](Directory::sync_dir) would). Directories that
+    /// already existed are left as they were: a name not yet durable stays
+    /// so until its parent is synced.
     fn create_dir_all(&self, path: &str) -> Result<()>;
 
     /// Whether a file or directory exists at `path`.

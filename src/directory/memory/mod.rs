@@ -8,7 +8,9 @@
 //! Writes since the last barrier that covered them are kept in order, with
 //! their data. Every directory entry change (create, rename, removal) is kept
 //! as a **pending** operation until a [`sync_dir`](Directory::sync_dir) of
-//! its directory makes it durable.
+//! its directory makes it durable ([`create_dir_all`](Directory::create_dir_all)
+//! does that for the parent of each folder it creates, as the filesystem
+//! backend does with `fsync`).
 //!
 //! [`MemoryDirectory::crash_image`] builds the directory a power loss at this
 //! moment could leave, under a seeded [`CrashPolicy`]:
@@ -202,6 +204,21 @@ impl State {
             path: path.to_owned(),
             entry,
         });
+    }
+
+    /// Makes every pending operation on the entries of `dir` durable: what a
+    /// directory sync does.
+    fn promote(&mut self, dir: &str) {
+        let ops = std::mem::take(&mut self.pending_ops);
+        let mut rest = Vec::new();
+        for op in ops {
+            if op.touches(dir) {
+                op.apply(&mut self.durable_names);
+            } else {
+                rest.push(op);
+            }
+        }
+        self.pending_ops = rest;
     }
 }
 
@@ -413,6 +430,9 @@ impl Directory for MemoryDirectory {
                 None => {
                     self.begin(&mut st, OpKind::CreateDir, IoOp::Directory, &prefix)?;
                     st.link(&prefix, Entry::Dir);
+                    // IMPORTANT: as on the filesystem, which syncs the parent
+                    // of each folder it creates: the new name is durable.
+                    st.promote(parent(&prefix));
                 }
             }
         }
@@ -503,16 +523,7 @@ impl Directory for MemoryDirectory {
             return Err(Error::NotFound { path: dir.into() });
         }
         self.begin(&mut st, OpKind::SyncDir, IoOp::SyncDir, dir)?;
-        let ops = std::mem::take(&mut st.pending_ops);
-        let mut rest = Vec::new();
-        for op in ops {
-            if op.touches(dir) {
-                op.apply(&mut st.durable_names);
-            } else {
-                rest.push(op);
-            }
-        }
-        st.pending_ops = rest;
+        st.promote(dir);
         Ok(())
     }
 
