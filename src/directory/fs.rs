@@ -14,10 +14,13 @@ use std::sync::Arc;
 
 use super::fault::{Fault, FaultPlan, OpKind};
 use super::path::{check_dir, check_file, file_name, join, parent};
+use super::temp::{is_temp_name, temp_name};
 use super::{check_range, DirLock, Directory, ReadMap, Region, RegionFlush, WritableFile};
 use crate::error::{Error, IoOp, Result};
 use crate::mmap::beneath::{self, EntryKind};
-use crate::mmap::{preallocate, start_writeback, FileLock, ReadOnlyMap, RegionMap, RegionSyncer};
+use crate::mmap::{
+    lock_exclusive, preallocate, start_writeback, FileLock, ReadOnlyMap, RegionMap, RegionSyncer,
+};
 
 /// The reason [`Error::InvalidPath`] gives for a path that meets a symbolic
 /// link.
@@ -35,6 +38,12 @@ const SYMLINK_REASON: &str = "path crosses a symbolic link";
 /// anywhere below the root — as a folder on the way or as the file itself —
 /// is refused with [`Error::InvalidPath`], never followed. The root itself
 /// may be a symbolic link: it is resolved once, by [`FsDirectory::new`].
+///
+/// [`atomic_write`](Directory::atomic_write) holds an exclusive `flock` on the
+/// target's folder for its whole sequence, so concurrent writers of one name,
+/// in any threads or processes, take turns; leftover temporary files of
+/// writers that died are removed by the next atomic write in their folder,
+/// and in the root folder by [`FsDirectory::new`].
 ///
 /// Faults can be injected here too ([`FsDirectory::inject`]), so tests on a
 /// real kernel need no special build.
@@ -62,6 +71,10 @@ impl FsDirectory {
     /// `root` may be a symbolic link to a directory. If it exists but is not
     /// a directory, this fails with an [`Error::Io`] from [`IoOp::Open`]
     /// carrying `ENOTDIR` ("Not a directory"), naming `root`.
+    ///
+    /// Removes leftover temporary files of interrupted
+    /// [`atomic_write`](Directory::atomic_write)s in the root folder (best
+    /// effort: a leftover it cannot remove stays, harmlessly).
     pub fn new(root: impl AsRef<Path>) -> Result<FsDirectory> {
         let root = root.as_ref().to_path_buf();
         let fd = match beneath::open_root(&root) {
@@ -72,11 +85,19 @@ impl FsDirectory {
             }
             Err(e) => return Err(Error::io(IoOp::Open, &root, e)),
         };
-        Ok(FsDirectory {
+        let dir = FsDirectory {
             root,
             root_fd: Arc::new(fd),
             faults: Arc::default(),
-        })
+        };
+        if let Ok(folder) = dir.open_dir("", IoOp::Directory) {
+            // Without the folder's lock a temporary file may belong to a
+            // writer still at work: then leave everything alone.
+            if lock_exclusive(folder.as_fd()).is_ok() {
+                dir.remove_leftovers(folder.as_fd(), "");
+            }
+        }
+        Ok(dir)
     }
 
     /// [`FsDirectory::new`] wrapped for sharing as `Arc<dyn Directory>`.
@@ -145,6 +166,73 @@ impl FsDirectory {
             Some(e) => Err(Error::io(op, path, e)),
             None => Ok(()),
         }
+    }
+
+    /// Removes every leftover temporary file of
+    /// [`atomic_write`](Directory::atomic_write) in folder `dir` (at
+    /// `dir_path`), whose `flock` the caller holds: no atomic write is in
+    /// flight there, so every file with the temporary pattern is a leftover.
+    /// Best effort: leftovers are garbage, never read, so one that cannot be
+    /// removed must not stop the caller.
+    fn remove_leftovers(&self, dir: BorrowedFd<'_>, dir_path: &str) {
+        let Ok(names) = beneath::read_dir(dir) else {
+            return;
+        };
+        for name in names.iter().filter_map(|n| n.to_str()) {
+            // Only regular files: a folder or link of that name is not ours.
+            if !is_temp_name(name)
+                || !matches!(beneath::stat_at(dir, name), Ok(st) if st.kind == EntryKind::File)
+            {
+                continue;
+            }
+            if self
+                .fault(OpKind::Remove, IoOp::Remove, &join(dir_path, name))
+                .is_ok()
+            {
+                let _ = beneath::unlink_at(dir, name);
+            }
+        }
+    }
+
+    /// The part of [`atomic_write`](Directory::atomic_write) after the lock:
+    /// write `tmp` in `dir`, sync it, rename it to `name`, sync `dir`.
+    /// Sets `*created` while `tmp` exists, so the caller can remove it.
+    fn write_and_publish(
+        &self,
+        dir: &File,
+        dir_path: &str,
+        tmp: &str,
+        name: &str,
+        data: &[u8],
+        created: &mut bool,
+    ) -> Result<()> {
+        let tmp_path = join(dir_path, tmp);
+        self.fault(OpKind::Create, IoOp::Open, &tmp_path)?;
+        let fd = beneath::open_file(
+            dir.as_fd(),
+            tmp,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        )
+        .map_err(|e| fail(IoOp::Open, &tmp_path, e))?;
+        *created = true;
+        let mut f = File::from(fd);
+        self.fault(OpKind::Write, IoOp::Write, &tmp_path)?;
+        f.write_all(data)
+            .map_err(|e| Error::io(IoOp::Write, &tmp_path, e))?;
+        self.fault(OpKind::SyncFile, IoOp::SyncFile, &tmp_path)?;
+        // IMPORTANT: the data must be durable before the rename can be, or a
+        // crash could publish the name over an empty file.
+        f.sync_data()
+            .map_err(|e| Error::io(IoOp::SyncFile, &tmp_path, e))?;
+        drop(f);
+        self.fault(OpKind::Rename, IoOp::Rename, &tmp_path)?;
+        beneath::rename_at(dir.as_fd(), tmp, dir.as_fd(), name)
+            .map_err(|e| fail(IoOp::Rename, &tmp_path, e))?;
+        *created = false;
+        self.fault(OpKind::SyncDir, IoOp::SyncDir, dir_path)?;
+        // IMPORTANT: makes the rename itself durable.
+        dir.sync_all()
+            .map_err(|e| Error::io(IoOp::SyncDir, dir_path, e))
     }
 }
 
@@ -466,6 +554,34 @@ impl Directory for FsDirectory {
             }),
             Err(e) => Err(Error::io(IoOp::Lock, path, e)),
         }
+    }
+
+    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
+        check_file(path)?;
+        let dir_path = parent(path);
+        let name = file_name(path);
+        let dir = File::from(
+            beneath::open_dir(self.root_fd(), dir_path).map_err(|e| fail(IoOp::Open, path, e))?,
+        );
+        // IMPORTANT: one atomic write at a time in this folder, across
+        // threads and processes (each call opened its own description of the
+        // folder, and flock locks belong to descriptions): each writer's
+        // rename and directory sync complete before the next one starts, so
+        // an `Ok` means these bytes were the file's content when it returned.
+        lock_exclusive(dir.as_fd()).map_err(|e| Error::io(IoOp::Lock, dir_path, e))?;
+        self.remove_leftovers(dir.as_fd(), dir_path);
+        if self.kind_at(dir.as_fd(), name, path, IoOp::Open)? == Some(EntryKind::Symlink) {
+            return Err(symlink_error(path));
+        }
+        let tmp = temp_name(name);
+        let mut created = false;
+        let result = self.write_and_publish(&dir, dir_path, &tmp, name, data, &mut created);
+        if created {
+            // A failed write leaves no temporary file behind.
+            let _ = beneath::unlink_at(dir.as_fd(), &tmp);
+        }
+        result
+        // `dir` closes here, releasing the lock.
     }
 }
 

@@ -34,6 +34,7 @@ mod fault;
 mod fs;
 mod memory;
 pub(crate) mod path;
+mod temp;
 
 use std::any::Any;
 use std::fmt;
@@ -180,20 +181,18 @@ pub trait Directory: Send + Sync + fmt::Debug {
     /// old content or exactly `data`: write a temporary file, sync it, rename
     /// it over `path`, sync the parent directory.
     ///
+    /// The temporary file is `{name}.zdtmp-{pid}-{n}` in `path`'s folder (a
+    /// pattern no other zerodur file name matches). Concurrent atomic writes
+    /// in one folder — from any threads, clones or, on [`FsDirectory`], any
+    /// processes — take turns through a per-folder exclusive lock held for
+    /// the whole sequence, so each `Ok` means these bytes were `path`'s
+    /// content when the call returned. A call that fails removes its
+    /// temporary file (unless the failure is a crash), and a call that gets
+    /// the lock first removes every leftover temporary file in the folder:
+    /// none can belong to a writer still at work.
+    ///
     /// Durable on return: the data and the name.
-    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
-        path::check_file(path)?;
-        let tmp = format!("{path}.tmp");
-        let mut f = self.create(&tmp)?;
-        f.write_all(data)?;
-        // IMPORTANT: the data must be durable before the rename can be, or a
-        // crash could publish the name over an empty file.
-        f.sync()?;
-        drop(f);
-        self.rename(&tmp, path)?;
-        // IMPORTANT: makes the rename itself durable.
-        self.sync_dir(path::parent(path))
-    }
+    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()>;
 }
 
 /// Checks that `offset..offset + len` lies within a region of `size` bytes

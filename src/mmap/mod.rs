@@ -25,7 +25,7 @@ mod prealloc;
 mod writeback;
 
 pub(crate) use archive::ValidatedArchive;
-pub(crate) use lock::FileLock;
+pub(crate) use lock::{lock_exclusive, FileLock};
 pub(crate) use map::{ReadOnlyMap, RegionMap, RegionSyncer};
 pub(crate) use prealloc::preallocate;
 pub(crate) use writeback::start_writeback;

@@ -42,6 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod atomic;
 mod handles;
 mod inode;
 mod policy;
@@ -84,6 +85,9 @@ pub struct MemoryDirectory {
 struct Shared {
     state: Mutex<State>,
     faults: FaultPlan,
+    /// Held for the whole of each `atomic_write`: the memory backend's
+    /// counterpart of the per-folder `flock` on the filesystem.
+    atomic_writes: Mutex<()>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +207,16 @@ impl State {
         self.pending_ops.push(DirOp::Create {
             path: path.to_owned(),
             entry,
+        });
+    }
+
+    /// Removes the name of file `path` (inode `ino`), pending until its
+    /// directory is synced.
+    fn unlink(&mut self, path: &str, ino: u64) {
+        self.names.remove(path);
+        self.pending_ops.push(DirOp::Remove {
+            path: path.to_owned(),
+            entry: Entry::File(ino),
         });
     }
 
@@ -346,7 +360,7 @@ impl MemoryDirectory {
         MemoryDirectory {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
-                faults: FaultPlan::default(),
+                ..Shared::default()
             }),
         }
     }
@@ -395,6 +409,12 @@ fn begin(shared: &Shared, st: &mut State, kind: OpKind, op: IoOp, path: &str) ->
     if let Some(e) = shared.faults.check(kind) {
         return Err(Error::io(op, path, e));
     }
+    record(st, kind, path);
+    Ok(())
+}
+
+/// Counts and logs an operation that is going ahead.
+fn record(st: &mut State, kind: OpKind, path: &str) {
     st.op_count += 1;
     let seq = st.op_count;
     st.log.push(OpRecord {
@@ -402,7 +422,6 @@ fn begin(shared: &Shared, st: &mut State, kind: OpKind, op: IoOp, path: &str) ->
         kind,
         path: path.to_owned(),
     });
-    Ok(())
 }
 
 /// Faults on reads are checked but reads are neither counted nor halted.
@@ -559,11 +578,7 @@ impl Directory for MemoryDirectory {
         let mut st = self.lock_state();
         let ino = st.file(path)?;
         self.begin(&mut st, OpKind::Remove, IoOp::Remove, path)?;
-        st.names.remove(path);
-        st.pending_ops.push(DirOp::Remove {
-            path: path.to_owned(),
-            entry: Entry::File(ino),
-        });
+        st.unlink(path, ino);
         Ok(())
     }
 
@@ -628,6 +643,10 @@ impl Directory for MemoryDirectory {
             dir: self.clone(),
             path: path.to_owned(),
         }))
+    }
+
+    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
+        self.atomic_write_serialized(path, data)
     }
 }
 
