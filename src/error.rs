@@ -32,7 +32,8 @@ pub enum Error {
     },
 
     /// A path was absolute, empty, contained `..`, `.`, an empty component or a
-    /// NUL byte. Nothing outside the directory root is ever touched.
+    /// NUL byte, or (on [`FsDirectory`](crate::FsDirectory)) crossed a symbolic
+    /// link below the root. Nothing outside the directory root is ever touched.
     #[error("invalid path `{path}`: {reason}")]
     InvalidPath {
         /// The path as given.

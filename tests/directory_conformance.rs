@@ -6,15 +6,17 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use support::{
-    assert_invalid_path, assert_io, assert_not_found, pattern, write_file, INVALID_FILE_ONLY,
-    INVALID_PATHS,
+    assert_invalid_path, assert_io, assert_not_found, every_policy, pattern, write_durable,
+    write_file, INVALID_FILE_ONLY, INVALID_PATHS,
 };
-use zerodur::{Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory, OpKind};
+use zerodur::{CrashPolicy, Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory, OpKind};
 
 /// A backend under test, with the few things the trait cannot do itself.
 struct Backend {
@@ -564,6 +566,135 @@ fn injected_enospc_fails_create_region_and_leaves_no_file(b: &Backend) {
 }
 
 // ---------------------------------------------------------------------------
+// Atomic writes: concurrency, leftovers, failures.
+
+/// The bytes thread `t` writes in round `i`: a distinct header, then a body
+/// whose length varies, so a mix of two writes shows.
+fn writer_value(t: usize, i: usize) -> Vec<u8> {
+    let mut v = format!("writer {t} round {i}|").into_bytes();
+    v.extend(pattern(
+        1 + (t * 7919 + i * 104_729) % 20_000,
+        (t * 31 + i) as u8,
+    ));
+    v
+}
+
+fn atomic_write_from_8_threads_on_one_name_publishes_whole_values(b: &Backend) {
+    const THREADS: usize = 8;
+    // Memory operations are cheap, so races need more rounds to show there.
+    let rounds = if b.outside.is_some() { 25 } else { 100 };
+    let d = &*b.dir;
+    d.create_dir_all("m").unwrap();
+    let all: Vec<Vec<u8>> = (0..THREADS)
+        .flat_map(|t| (0..rounds).map(move |i| writer_value(t, i)))
+        .collect();
+    // Half the writers go through a second, independent handle.
+    let handles: Vec<Arc<dyn Directory>> = (0..THREADS)
+        .map(|t| {
+            if t % 2 == 0 {
+                Arc::clone(&b.dir)
+            } else {
+                (b.reopen)()
+            }
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (t, h) in handles.iter().enumerate() {
+            let all = &all;
+            s.spawn(move || {
+                for i in 0..rounds {
+                    h.atomic_write("m/shared", &writer_value(t, i))
+                        .unwrap_or_else(|e| panic!("writer {t} round {i}: {e}"));
+                    // Whatever happened since, the file holds one whole value.
+                    let now = h.read("m/shared").unwrap();
+                    assert!(
+                        all.contains(&now),
+                        "writer {t} round {i}: read back {} bytes that no writer wrote",
+                        now.len()
+                    );
+                }
+            });
+        }
+    });
+    // The last rename published some writer's last value, whole.
+    let last: Vec<Vec<u8>> = (0..THREADS).map(|t| writer_value(t, rounds - 1)).collect();
+    let fin = d.read("m/shared").unwrap();
+    assert!(
+        last.contains(&fin),
+        "final content ({} bytes) is no writer's last value",
+        fin.len()
+    );
+    assert_eq!(d.list("m").unwrap(), ["shared"], "temporary files remain");
+    assert_eq!(d.list("").unwrap(), ["m"]);
+}
+
+/// Files named like atomic-write leftovers, and names that only look alike.
+const LEFTOVERS: &[&str] = &["cfg.zdtmp-4194304-7", "other.zdtmp-1-0"];
+const LOOKALIKES: &[&str] = &["cfg.tmp", "notes.zdtmp", "x.zdtmp-1-", "y.zdtmp-a-1"];
+
+fn atomic_write_removes_leftover_temp_files_in_its_folder(b: &Backend) {
+    let d = b.d();
+    d.create_dir_all("m").unwrap();
+    for name in LEFTOVERS.iter().chain(LOOKALIKES) {
+        write_file(d, name, b"left behind").unwrap();
+    }
+    // A folder with the pattern's shape is not a leftover file.
+    d.create_dir_all("dir.zdtmp-5-5").unwrap();
+    write_file(d, "m/x.zdtmp-99-3", b"left behind in m").unwrap();
+
+    d.atomic_write("cfg", b"new").unwrap();
+    let mut want: Vec<&str> = LOOKALIKES.to_vec();
+    want.extend(["cfg", "dir.zdtmp-5-5", "m"]);
+    want.sort();
+    assert_eq!(d.list("").unwrap(), want, "leftovers in the root");
+    assert_eq!(d.read("cfg").unwrap(), b"new");
+    for name in LOOKALIKES {
+        assert_eq!(d.read(name).unwrap(), b"left behind", "{name} was changed");
+    }
+    // Another folder's leftovers wait for an atomic write there.
+    assert_eq!(d.list("m").unwrap(), ["x.zdtmp-99-3"]);
+    d.atomic_write("m/y", b"y").unwrap();
+    assert_eq!(d.list("m").unwrap(), ["y"]);
+}
+
+fn failed_atomic_write_leaves_no_temp_file(b: &Backend) {
+    let d = b.d();
+    d.create_dir_all("m").unwrap();
+    let cases = [
+        (OpKind::Create, IoOp::Open),
+        (OpKind::Write, IoOp::Write),
+        (OpKind::SyncFile, IoOp::SyncFile),
+        (OpKind::Rename, IoOp::Rename),
+        (OpKind::SyncDir, IoOp::SyncDir),
+    ];
+    for path in ["cfg", "m/cfg"] {
+        let folder = support::parent(path);
+        d.atomic_write(path, b"old").unwrap();
+        let names = d.list(folder).unwrap();
+        for (kind, op) in cases {
+            for (fault, errno) in [(Fault::eio(), libc::EIO), (Fault::enospc(), libc::ENOSPC)] {
+                (b.inject)(fault.on(kind));
+                assert_io(d.atomic_write(path, b"new"), op, errno);
+                assert_eq!(
+                    d.list(folder).unwrap(),
+                    names,
+                    "{path}: a write failing at {kind:?} left its temporary file"
+                );
+                // Only a failed directory sync comes after the rename.
+                let want: &[u8] = if kind == OpKind::SyncDir {
+                    b"new"
+                } else {
+                    b"old"
+                };
+                assert_eq!(d.read(path).unwrap(), want, "{path}, {kind:?}");
+                d.atomic_write(path, b"old").unwrap();
+            }
+        }
+    }
+    assert_eq!(d.list("").unwrap(), ["cfg", "m"]);
+}
+
+// ---------------------------------------------------------------------------
 
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -607,4 +738,240 @@ suite!(
     missing_files_are_not_found,
     injected_eio_fails_file_syncs,
     injected_enospc_fails_create_region_and_leaves_no_file,
+    atomic_write_from_8_threads_on_one_name_publishes_whole_values,
+    atomic_write_removes_leftover_temp_files_in_its_folder,
+    failed_atomic_write_leaves_no_temp_file,
 );
+
+// ---------------------------------------------------------------------------
+// Memory only: what the crash model shows.
+
+#[test]
+fn memory_create_dir_all_folders_survive_a_crash() {
+    let d = MemoryDirectory::new();
+    d.create_dir_all("a/b/c").unwrap();
+    d.create_dir_all("a/x").unwrap();
+    // A file made durable in its own folder needs no sync of the folders
+    // above it: create_dir_all made their names durable.
+    write_durable(&d, "a/b/c/f", b"deep").unwrap();
+    for policy in every_policy(16) {
+        let img = d.crash_image(&policy);
+        for dir in ["a", "a/b", "a/b/c", "a/x"] {
+            assert!(img.exists(dir).unwrap(), "{policy:?}: `{dir}` lost");
+        }
+        assert_eq!(img.list("a").unwrap(), ["b", "x"], "{policy:?}");
+        assert_eq!(img.read("a/b/c/f").unwrap(), b"deep", "{policy:?}");
+    }
+}
+
+#[test]
+fn memory_leftover_from_a_crash_is_removed_by_the_next_atomic_write() {
+    let d = MemoryDirectory::new();
+    d.atomic_write("cfg", b"old").unwrap();
+    // Power off after the temporary file is created and written.
+    d.halt_after(d.op_count() + 2);
+    assert!(d.atomic_write("cfg", b"new").is_err());
+    let img = d.crash_image(&CrashPolicy::keep_all());
+    let names = img.list("").unwrap();
+    assert_eq!(names.len(), 2, "no leftover in the image: {names:?}");
+    assert!(names[1].starts_with("cfg.zdtmp-"), "{names:?}");
+    assert_eq!(img.read("cfg").unwrap(), b"old");
+
+    img.atomic_write("cfg", b"newer").unwrap();
+    assert_eq!(img.list("").unwrap(), ["cfg"]);
+    assert_eq!(img.read("cfg").unwrap(), b"newer");
+}
+
+// ---------------------------------------------------------------------------
+// Filesystem only: symbolic links, the root, leftovers at open.
+
+/// A root with symbolic links in it, next to a folder outside it.
+///
+/// ```text
+/// tmp/outside/secret            "secret"
+/// tmp/outside/sub/inner         "inner"
+/// tmp/root/source               "src"
+/// tmp/root/real/f               "inside"
+/// tmp/root/to_file     -> tmp/outside/secret   (absolute)
+/// tmp/root/dangling    -> tmp/outside/created  (absolute, missing)
+/// tmp/root/to_dir      -> tmp/outside          (absolute)
+/// tmp/root/rel_dir     -> ../outside           (relative)
+/// tmp/root/alias       -> real                 (inside the root)
+/// tmp/root/real/alias_f -> f                   (inside the root)
+/// ```
+struct Links {
+    tmp: tempfile::TempDir,
+    dir: FsDirectory,
+}
+
+impl Links {
+    fn new() -> Links {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("outside");
+        std::fs::create_dir_all(out.join("sub")).unwrap();
+        std::fs::write(out.join("secret"), b"secret").unwrap();
+        std::fs::write(out.join("sub/inner"), b"inner").unwrap();
+        let root = tmp.path().join("root");
+        let dir = FsDirectory::new(&root).unwrap();
+        dir.create_dir_all("real").unwrap();
+        write_file(&dir, "source", b"src").unwrap();
+        write_file(&dir, "real/f", b"inside").unwrap();
+        symlink(out.join("secret"), root.join("to_file")).unwrap();
+        symlink(out.join("created"), root.join("dangling")).unwrap();
+        symlink(&out, root.join("to_dir")).unwrap();
+        symlink("../outside", root.join("rel_dir")).unwrap();
+        symlink("real", root.join("alias")).unwrap();
+        symlink("f", root.join("real/alias_f")).unwrap();
+        Links { tmp, dir }
+    }
+
+    /// Everything under `tmp`, links as their targets (not followed), files
+    /// as their bytes.
+    fn snapshot(&self) -> BTreeMap<PathBuf, String> {
+        fn walk(p: &Path, out: &mut BTreeMap<PathBuf, String>) {
+            let md = std::fs::symlink_metadata(p).unwrap();
+            let v = if md.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(p).unwrap().display())
+            } else if md.is_dir() {
+                for e in std::fs::read_dir(p).unwrap() {
+                    walk(&e.unwrap().path(), out);
+                }
+                "dir".into()
+            } else {
+                format!("file {:?}", std::fs::read(p).unwrap())
+            };
+            out.insert(p.to_path_buf(), v);
+        }
+        let mut out = BTreeMap::new();
+        walk(self.tmp.path(), &mut out);
+        out
+    }
+
+    /// Calls every method with each of `paths`; each call must be refused
+    /// with `InvalidPath` naming the path, except `exists` of a path whose
+    /// last component is the link (`true`), and nothing anywhere may change.
+    fn assert_refused_everywhere(&self, paths: &[&str]) {
+        let before = self.snapshot();
+        let d: &dyn Directory = &self.dir;
+        for p in paths {
+            let last_is_link = std::fs::symlink_metadata(self.dir.root().join(p))
+                .is_ok_and(|m| m.file_type().is_symlink());
+            for (name, _, call) in path_methods() {
+                let what = format!("{name}({p:?})");
+                let r = call(d, p);
+                if name == "exists" && last_is_link {
+                    assert!(d.exists(p).unwrap(), "{what}: a link exists");
+                    continue;
+                }
+                match r {
+                    Err(Error::InvalidPath { path, reason }) => {
+                        assert_eq!(&path, p, "{what}: the error names another path");
+                        assert!(reason.contains("symbolic link"), "{what}: {reason}");
+                        let shown = Error::InvalidPath { path, reason }.to_string();
+                        assert!(shown.contains(p), "{what}: `{shown}`");
+                    }
+                    other => panic!("{what}: expected InvalidPath, got {other:?}"),
+                }
+            }
+        }
+        assert_eq!(self.snapshot(), before, "a refused call changed something");
+        assert!(!self.tmp.path().join("outside/created").exists());
+    }
+}
+
+#[test]
+fn fs_symlink_to_a_file_outside_the_root_is_refused_by_every_method() {
+    Links::new().assert_refused_everywhere(&["to_file", "dangling"]);
+}
+
+#[test]
+fn fs_symlink_to_a_folder_outside_the_root_is_refused_by_every_method() {
+    Links::new().assert_refused_everywhere(&[
+        "to_dir",
+        "rel_dir",
+        "to_dir/secret",
+        "rel_dir/secret",
+        "to_dir/sub",
+        "to_dir/sub/inner",
+        "to_dir/new",
+        "rel_dir/sub/new",
+    ]);
+}
+
+#[test]
+fn fs_paths_through_a_symlinked_subfolder_inside_the_root_are_refused() {
+    let links = Links::new();
+    links.assert_refused_everywhere(&["alias", "alias/f", "alias/new", "real/alias_f"]);
+    // The same files through their real names work.
+    let d = &links.dir;
+    assert_eq!(d.read("real/f").unwrap(), b"inside");
+    d.atomic_write("real/g", b"g").unwrap();
+    assert_eq!(d.list("real").unwrap(), ["alias_f", "f", "g"]);
+}
+
+#[test]
+fn fs_new_on_a_regular_file_says_not_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    for root in [file.clone(), file.join("below")] {
+        let err = FsDirectory::new(&root).expect_err("a file is not a root");
+        let shown = err.to_string();
+        assert!(
+            shown.to_lowercase().contains("not a directory"),
+            "the error does not say so: `{shown}`"
+        );
+        assert!(
+            shown.contains(&root.display().to_string()),
+            "the error does not name the path: `{shown}`"
+        );
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{err:?}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a folder");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn fs_new_creates_a_missing_root_and_accepts_a_symlinked_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("a/b/root");
+    FsDirectory::new(&missing)
+        .unwrap()
+        .atomic_write("f", b"1")
+        .unwrap();
+    assert_eq!(std::fs::read(missing.join("f")).unwrap(), b"1");
+
+    // The root itself may be a link (or be reached through one): it is
+    // the caller's choice.
+    symlink(tmp.path().join("a"), tmp.path().join("link")).unwrap();
+    let d = FsDirectory::new(tmp.path().join("link/b/root")).unwrap();
+    assert_eq!(d.read("f").unwrap(), b"1");
+    let d = FsDirectory::new(tmp.path().join("link")).unwrap();
+    assert_eq!(d.list("").unwrap(), ["b"]);
+    d.create_dir_all("new").unwrap();
+    assert!(tmp.path().join("a/new").is_dir());
+}
+
+#[test]
+fn fs_new_removes_leftover_temp_files_in_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let d = FsDirectory::new(&root).unwrap();
+    d.create_dir_all("sub").unwrap();
+    for name in LEFTOVERS.iter().chain(LOOKALIKES) {
+        write_file(&d, name, b"left behind").unwrap();
+    }
+    write_file(&d, "sub/x.zdtmp-1-2", b"left behind in sub").unwrap();
+    // A link with the pattern's shape is not ours to remove.
+    std::fs::write(tmp.path().join("target"), b"t").unwrap();
+    symlink(tmp.path().join("target"), root.join("link.zdtmp-1-1")).unwrap();
+
+    let again = FsDirectory::new(&root).unwrap();
+    let mut want: Vec<&str> = LOOKALIKES.to_vec();
+    want.extend(["link.zdtmp-1-1", "sub"]);
+    want.sort();
+    assert_eq!(again.list("").unwrap(), want);
+    // Only the root folder is swept at open.
+    assert_eq!(again.list("sub").unwrap(), ["x.zdtmp-1-2"]);
+    assert_eq!(std::fs::read(tmp.path().join("target")).unwrap(), b"t");
+}

@@ -1,4 +1,5 @@
-//! The directory lock excludes other *processes*, and dies with its holder.
+//! The directory lock excludes other *processes*, and dies with its holder;
+//! atomic writes of one name from several processes take turns.
 //!
 //! Each test re-executes this test binary (`--exact <its own name>`) with
 //! `ZERODUR_LOCK_CHILD=<dir>` set; the child, seeing the variable, runs the
@@ -28,7 +29,14 @@ fn child_side() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let hold = std::env::var(MODE_ENV).is_ok_and(|m| m == "hold");
+    let mode = std::env::var(MODE_ENV).unwrap_or_default();
+    if mode == "atomic" {
+        std::process::exit(atomic_writer(
+            Path::new(&dir),
+            &format!("child {}", std::process::id()),
+        ));
+    }
+    let hold = mode == "hold";
     let code = match FsDirectory::new(&dir).and_then(|d| d.lock(LOCK)) {
         Ok(guard) => {
             if hold {
@@ -158,4 +166,93 @@ fn lock_of_a_killed_holder_can_be_taken_again() {
     assert_eq!(try_lock_in_child(name, tmp.path()), EXIT_LOCKED);
     drop(guard);
     assert_eq!(try_lock_in_child(name, tmp.path()), EXIT_ACQUIRED);
+}
+
+// ---------------------------------------------------------------------------
+// Atomic writes from several processes.
+
+const SHARED: &str = "shared";
+const ATOMIC_ROUNDS: usize = 30;
+
+/// The bytes writer `who` writes in round `i`: `"{who} {i}|"` and a body
+/// whose length and bytes follow from the header, so any reader can tell a
+/// whole value from a mix of two.
+fn atomic_value(who: &str, i: usize) -> Vec<u8> {
+    let mut v = format!("{who} {i}|").into_bytes();
+    let seed = v
+        .iter()
+        .fold(i, |h, &b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+    v.extend((0..1 + seed % 20_000).map(|k| (k.wrapping_mul(7) ^ seed) as u8));
+    v
+}
+
+/// Whether `bytes` is a whole value some writer wrote.
+fn is_whole_value(bytes: &[u8]) -> bool {
+    let Some(bar) = bytes.iter().position(|&b| b == b'|') else {
+        return false;
+    };
+    let Ok(header) = std::str::from_utf8(&bytes[..bar]) else {
+        return false;
+    };
+    let Some((who, i)) = header.rsplit_once(' ') else {
+        return false;
+    };
+    i.parse().is_ok_and(|i| atomic_value(who, i) == bytes)
+}
+
+/// Writes `ATOMIC_ROUNDS` values as `who`, checking after each that the file
+/// holds a whole value; returns an exit code.
+fn atomic_writer(dir: &Path, who: &str) -> i32 {
+    let d = match FsDirectory::new(dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("zerodur-child: open: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    for i in 0..ATOMIC_ROUNDS {
+        if let Err(e) = d.atomic_write(SHARED, &atomic_value(who, i)) {
+            eprintln!("zerodur-child: {who} round {i}: {e}");
+            return EXIT_ERROR;
+        }
+        match d.read(SHARED) {
+            Ok(b) if is_whole_value(&b) => {}
+            other => {
+                eprintln!("zerodur-child: {who} round {i}: read back {other:?}");
+                return EXIT_ERROR;
+            }
+        }
+    }
+    EXIT_ACQUIRED
+}
+
+#[test]
+fn atomic_writes_of_one_name_from_several_processes_publish_whole_values() {
+    child_side();
+    let name = "atomic_writes_of_one_name_from_several_processes_publish_whole_values";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = FsDirectory::new(tmp.path()).unwrap();
+    dir.atomic_write(SHARED, &atomic_value("parent", 0))
+        .unwrap();
+
+    let children: Vec<Reaper> = (0..3)
+        .map(|_| Reaper(Some(spawn_child(name, tmp.path(), "atomic"))))
+        .collect();
+    assert_eq!(atomic_writer(tmp.path(), "parent"), EXIT_ACQUIRED);
+    for mut reaper in children {
+        let status = reaper.0.take().unwrap().wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(EXIT_ACQUIRED),
+            "a child writer failed: {status:?}"
+        );
+    }
+    let fin = dir.read(SHARED).unwrap();
+    assert!(is_whole_value(&fin), "final content is no writer's value");
+    let header = &fin[..fin.iter().position(|&b| b == b'|').unwrap()];
+    assert!(
+        header.ends_with(format!(" {}", ATOMIC_ROUNDS - 1).as_bytes()),
+        "final content is not a writer's last value"
+    );
+    assert_eq!(dir.list("").unwrap(), [SHARED], "temporary files remain");
 }

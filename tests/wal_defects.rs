@@ -672,6 +672,9 @@ impl Directory for Counting {
     fn lock(&self, path: &str) -> Result<DirLock> {
         self.inner.lock(path)
     }
+    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
+        self.inner.atomic_write(path, data)
+    }
 }
 
 #[test]

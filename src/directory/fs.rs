@@ -1,15 +1,30 @@
 //! [`FsDirectory`]: a [`Directory`] over a real filesystem directory.
+//!
+//! Every path is resolved below a descriptor of the root opened once in
+//! [`FsDirectory::new`], by `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
+//! or a component walk with `O_NOFOLLOW` (see `mmap::beneath`), so neither a
+//! `..` nor a symbolic link can take a path outside the root, and renaming
+//! or replacing the root's path afterwards does not redirect this value.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::fault::{Fault, FaultPlan, OpKind};
-use super::path::{check_dir, check_file};
+use super::path::{check_dir, check_file, file_name, join, parent};
+use super::temp::{is_temp_name, temp_name};
 use super::{check_range, DirLock, Directory, ReadMap, Region, RegionFlush, WritableFile};
 use crate::error::{Error, IoOp, Result};
-use crate::mmap::{preallocate, start_writeback, FileLock, ReadOnlyMap, RegionMap, RegionSyncer};
+use crate::mmap::beneath::{self, EntryKind};
+use crate::mmap::{
+    lock_exclusive, preallocate, start_writeback, FileLock, ReadOnlyMap, RegionMap, RegionSyncer,
+};
+
+/// The reason [`Error::InvalidPath`] gives for a path that meets a symbolic
+/// link.
+const SYMLINK_REASON: &str = "path crosses a symbolic link";
 
 /// A [`Directory`] rooted at a real directory.
 ///
@@ -17,6 +32,18 @@ use crate::mmap::{preallocate, start_writeback, FileLock, ReadOnlyMap, RegionMap
 /// `msync(MS_SYNC)`; file syncs are `fdatasync`; directory syncs `fsync` the
 /// directory; the lock is an `flock` on a lock file, exclusive across
 /// processes and released by the kernel when the holder dies.
+///
+/// Paths are confined to the root: each is resolved below a descriptor of the
+/// root held open by this value (and its clones), and a symbolic link met
+/// anywhere below the root — as a folder on the way or as the file itself —
+/// is refused with [`Error::InvalidPath`], never followed. The root itself
+/// may be a symbolic link: it is resolved once, by [`FsDirectory::new`].
+///
+/// [`atomic_write`](Directory::atomic_write) holds an exclusive `flock` on the
+/// target's folder for its whole sequence, so concurrent writers of one name,
+/// in any threads or processes, take turns; leftover temporary files of
+/// writers that died are removed by the next atomic write in their folder,
+/// and in the root folder by [`FsDirectory::new`].
 ///
 /// Faults can be injected here too ([`FsDirectory::inject`]), so tests on a
 /// real kernel need no special build.
@@ -32,18 +59,45 @@ use crate::mmap::{preallocate, start_writeback, FileLock, ReadOnlyMap, RegionMap
 #[derive(Debug, Clone)]
 pub struct FsDirectory {
     root: PathBuf,
+    /// The root, opened once: every path is resolved below it.
+    root_fd: Arc<OwnedFd>,
     faults: Arc<FaultPlan>,
 }
 
 impl FsDirectory {
-    /// Opens (creating if needed) the directory at `root`.
+    /// Opens the directory at `root`, creating it (and its missing parents)
+    /// if it does not exist; the names it creates are durable on return.
+    ///
+    /// `root` may be a symbolic link to a directory. If it exists but is not
+    /// a directory, this fails with an [`Error::Io`] from [`IoOp::Open`]
+    /// carrying `ENOTDIR` ("Not a directory"), naming `root`.
+    ///
+    /// Removes leftover temporary files of interrupted
+    /// [`atomic_write`](Directory::atomic_write)s in the root folder (best
+    /// effort: a leftover it cannot remove stays, harmlessly).
     pub fn new(root: impl AsRef<Path>) -> Result<FsDirectory> {
         let root = root.as_ref().to_path_buf();
-        fs::create_dir_all(&root).map_err(|e| Error::io(IoOp::Directory, &root, e))?;
-        Ok(FsDirectory {
+        let fd = match beneath::open_root(&root) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create_root(&root)?;
+                beneath::open_root(&root).map_err(|e| Error::io(IoOp::Open, &root, e))?
+            }
+            Err(e) => return Err(Error::io(IoOp::Open, &root, e)),
+        };
+        let dir = FsDirectory {
             root,
+            root_fd: Arc::new(fd),
             faults: Arc::default(),
-        })
+        };
+        if let Ok(folder) = dir.open_dir("", IoOp::Directory) {
+            // Without the folder's lock a temporary file may belong to a
+            // writer still at work: then leave everything alone.
+            if lock_exclusive(folder.as_fd()).is_ok() {
+                dir.remove_leftovers(folder.as_fd(), "");
+            }
+        }
+        Ok(dir)
     }
 
     /// [`FsDirectory::new`] wrapped for sharing as `Arc<dyn Directory>`.
@@ -67,18 +121,44 @@ impl FsDirectory {
         self.faults.clear();
     }
 
-    fn file_path(&self, path: &str) -> Result<PathBuf> {
-        check_file(path)?;
-        Ok(self.root.join(path))
+    fn root_fd(&self) -> BorrowedFd<'_> {
+        self.root_fd.as_fd()
     }
 
-    fn dir_path(&self, dir: &str) -> Result<PathBuf> {
-        check_dir(dir)?;
-        Ok(if dir.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(dir)
-        })
+    /// Opens file `path` (checked) below the root with `flags`.
+    fn open(&self, path: &str, flags: libc::c_int, op: IoOp) -> Result<File> {
+        beneath::open_file(self.root_fd(), path, flags)
+            .map(File::from)
+            .map_err(|e| fail(op, path, e))
+    }
+
+    /// Opens directory `dir` (checked; `""` is the root) below the root.
+    fn open_dir(&self, dir: &str, op: IoOp) -> Result<OwnedFd> {
+        beneath::open_dir(self.root_fd(), dir).map_err(|e| fail(op, dir, e))
+    }
+
+    /// The folder holding file `path` (checked), opened, and the file's name
+    /// in it. Errors name `path`.
+    fn parent_of<'p>(&self, path: &'p str, op: IoOp) -> Result<(OwnedFd, &'p str)> {
+        let dir = parent(path);
+        let name = file_name(path);
+        let fd = beneath::open_dir(self.root_fd(), dir).map_err(|e| fail(op, path, e))?;
+        Ok((fd, name))
+    }
+
+    /// What `name` in `dir` is, for `path`; `Ok(None)` if it does not exist.
+    fn kind_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        path: &str,
+        op: IoOp,
+    ) -> Result<Option<EntryKind>> {
+        match beneath::stat_at(dir, name) {
+            Ok(st) => Ok(Some(st.kind)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(fail(op, path, e)),
+        }
     }
 
     fn fault(&self, kind: OpKind, op: IoOp, path: &str) -> Result<()> {
@@ -87,54 +167,227 @@ impl FsDirectory {
             None => Ok(()),
         }
     }
+
+    /// Removes every leftover temporary file of
+    /// [`atomic_write`](Directory::atomic_write) in folder `dir` (at
+    /// `dir_path`), whose `flock` the caller holds: no atomic write is in
+    /// flight there, so every file with the temporary pattern is a leftover.
+    /// Best effort: leftovers are garbage, never read, so one that cannot be
+    /// removed must not stop the caller.
+    fn remove_leftovers(&self, dir: BorrowedFd<'_>, dir_path: &str) {
+        let Ok(names) = beneath::read_dir(dir) else {
+            return;
+        };
+        for name in names.iter().filter_map(|n| n.to_str()) {
+            // Only regular files: a folder or link of that name is not ours.
+            if !is_temp_name(name)
+                || !matches!(beneath::stat_at(dir, name), Ok(st) if st.kind == EntryKind::File)
+            {
+                continue;
+            }
+            if self
+                .fault(OpKind::Remove, IoOp::Remove, &join(dir_path, name))
+                .is_ok()
+            {
+                let _ = beneath::unlink_at(dir, name);
+            }
+        }
+    }
+
+    /// The part of [`atomic_write`](Directory::atomic_write) after the lock:
+    /// write `tmp` in `dir`, sync it, rename it to `name`, sync `dir`.
+    /// Sets `*created` while `tmp` exists, so the caller can remove it.
+    fn write_and_publish(
+        &self,
+        dir: &File,
+        dir_path: &str,
+        tmp: &str,
+        name: &str,
+        data: &[u8],
+        created: &mut bool,
+    ) -> Result<()> {
+        let tmp_path = join(dir_path, tmp);
+        self.fault(OpKind::Create, IoOp::Open, &tmp_path)?;
+        let fd = beneath::open_file(
+            dir.as_fd(),
+            tmp,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        )
+        .map_err(|e| fail(IoOp::Open, &tmp_path, e))?;
+        *created = true;
+        let mut f = File::from(fd);
+        self.fault(OpKind::Write, IoOp::Write, &tmp_path)?;
+        f.write_all(data)
+            .map_err(|e| Error::io(IoOp::Write, &tmp_path, e))?;
+        self.fault(OpKind::SyncFile, IoOp::SyncFile, &tmp_path)?;
+        // IMPORTANT: the data must be durable before the rename can be, or a
+        // crash could publish the name over an empty file.
+        f.sync_data()
+            .map_err(|e| Error::io(IoOp::SyncFile, &tmp_path, e))?;
+        drop(f);
+        self.fault(OpKind::Rename, IoOp::Rename, &tmp_path)?;
+        beneath::rename_at(dir.as_fd(), tmp, dir.as_fd(), name)
+            .map_err(|e| fail(IoOp::Rename, &tmp_path, e))?;
+        *created = false;
+        self.fault(OpKind::SyncDir, IoOp::SyncDir, dir_path)?;
+        // IMPORTANT: makes the rename itself durable.
+        dir.sync_all()
+            .map_err(|e| Error::io(IoOp::SyncDir, dir_path, e))
+    }
+}
+
+/// The error for an operation `op` on `path` that failed with `e`: a
+/// symbolic link met on the way (`ELOOP` from the confined resolution) is an
+/// [`Error::InvalidPath`]; anything else goes through [`Error::io`].
+fn fail(op: IoOp, path: &str, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return symlink_error(path);
+    }
+    Error::io(op, path, e)
+}
+
+fn symlink_error(path: &str) -> Error {
+    Error::InvalidPath {
+        path: path.to_owned(),
+        reason: SYMLINK_REASON,
+    }
+}
+
+/// Creates the missing root `root` and its missing parents, syncing each new
+/// directory's parent so the new names are durable.
+fn create_root(root: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut p = root;
+    loop {
+        match fs::metadata(p) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(p),
+            Err(e) => return Err(Error::io(IoOp::Directory, p, e)),
+        }
+        match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => p = q,
+            _ => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            // Created concurrently by someone else: fine if it is a folder.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(Error::io(IoOp::Directory, dir, e)),
+        }
+        let up = dir
+            .parent()
+            .filter(|q| !q.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        // IMPORTANT: the new name must survive a crash before anything
+        // inside it is made durable.
+        File::open(up)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(IoOp::SyncDir, up, e))?;
+    }
+    Ok(())
 }
 
 impl Directory for FsDirectory {
     fn create_dir_all(&self, path: &str) -> Result<()> {
-        let full = self.dir_path(path)?;
+        check_dir(path)?;
         self.fault(OpKind::CreateDir, IoOp::Directory, path)?;
-        fs::create_dir_all(full).map_err(|e| Error::io(IoOp::Directory, path, e))
+        let mut cur = File::from(self.open_dir("", IoOp::Directory)?);
+        let mut prefix = String::new();
+        for comp in path.split('/').filter(|c| !c.is_empty()) {
+            prefix = join(&prefix, comp);
+            // A link on the way names the path asked for, like everywhere.
+            let err = |e: io::Error| match e.raw_os_error() {
+                Some(libc::ELOOP) => symlink_error(path),
+                _ => Error::io(IoOp::Directory, &prefix, e),
+            };
+            let next = match beneath::open_dir(cur.as_fd(), comp) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    match beneath::mkdir_at(cur.as_fd(), comp) {
+                        // Created concurrently: fine, it is opened below.
+                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(err(e)),
+                        _ => {}
+                    }
+                    // IMPORTANT: the new folder's name is durable on return
+                    // (the trait's promise), so anything later made durable
+                    // inside it cannot vanish with it.
+                    cur.sync_all()
+                        .map_err(|e| Error::io(IoOp::SyncDir, parent(&prefix), e))?;
+                    beneath::open_dir(cur.as_fd(), comp).map_err(err)?
+                }
+                // A file in the way, as on the memory backend.
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                    return Err(Error::AlreadyExists {
+                        path: prefix.into(),
+                    })
+                }
+                Err(e) => return Err(err(e)),
+            };
+            cur = File::from(next);
+        }
+        Ok(())
     }
 
     fn exists(&self, path: &str) -> Result<bool> {
-        let full = self.dir_path(path)?;
+        check_dir(path)?;
         self.fault(OpKind::Read, IoOp::Metadata, path)?;
-        match fs::symlink_metadata(full) {
+        if path.is_empty() {
+            return Ok(true);
+        }
+        let gone = |e: &io::Error| {
+            e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+        };
+        let dir = match beneath::open_dir(self.root_fd(), parent(path)) {
+            Ok(fd) => fd,
+            Err(e) if gone(&e) => return Ok(false),
+            Err(e) => return Err(fail(IoOp::Metadata, path, e)),
+        };
+        // A symbolic link as the last component exists (and opening it fails).
+        match beneath::stat_at(dir.as_fd(), file_name(path)) {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(IoOp::Metadata, path, e)),
+            Err(e) if gone(&e) => Ok(false),
+            Err(e) => Err(fail(IoOp::Metadata, path, e)),
         }
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let full = self.dir_path(dir)?;
+        check_dir(dir)?;
         self.fault(OpKind::Read, IoOp::Directory, dir)?;
-        let rd = fs::read_dir(full).map_err(|e| Error::io(IoOp::Directory, dir, e))?;
-        let mut names = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io(IoOp::Directory, dir, e))?;
-            // Names that are not UTF-8 cannot have been created through this
-            // API; they are not ours to report.
-            if let Ok(name) = entry.file_name().into_string() {
-                names.push(name);
-            }
-        }
+        let fd = self.open_dir(dir, IoOp::Directory)?;
+        let entries =
+            beneath::read_dir(fd.as_fd()).map_err(|e| Error::io(IoOp::Directory, dir, e))?;
+        // Names that are not UTF-8 cannot have been created through this
+        // API; they are not ours to report.
+        let mut names: Vec<String> = entries
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
+            .collect();
         names.sort();
         Ok(names)
     }
 
     fn len(&self, path: &str) -> Result<u64> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         self.fault(OpKind::Read, IoOp::Metadata, path)?;
-        fs::metadata(full)
-            .map(|m| m.len())
-            .map_err(|e| Error::io(IoOp::Metadata, path, e))
+        let (dir, name) = self.parent_of(path, IoOp::Metadata)?;
+        let st = beneath::stat_at(dir.as_fd(), name).map_err(|e| fail(IoOp::Metadata, path, e))?;
+        match st.kind {
+            EntryKind::Symlink => Err(symlink_error(path)),
+            EntryKind::Dir => Err(Error::io(
+                IoOp::Metadata,
+                path,
+                io::Error::from_raw_os_error(libc::EISDIR),
+            )),
+            EntryKind::File | EntryKind::Other => Ok(st.len),
+        }
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         self.fault(OpKind::Read, IoOp::Read, path)?;
-        let mut f = File::open(full).map_err(|e| Error::io(IoOp::Open, path, e))?;
+        let mut f = self.open(path, libc::O_RDONLY, IoOp::Open)?;
         let mut buf = Vec::new();
         f.read_to_end(&mut buf)
             .map_err(|e| Error::io(IoOp::Read, path, e))?;
@@ -142,22 +395,18 @@ impl Directory for FsDirectory {
     }
 
     fn map_read(&self, path: &str) -> Result<ReadMap> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         self.fault(OpKind::Read, IoOp::Map, path)?;
-        let f = File::open(full).map_err(|e| Error::io(IoOp::Open, path, e))?;
+        let f = self.open(path, libc::O_RDONLY, IoOp::Open)?;
         let map = ReadOnlyMap::map(&f).map_err(|e| Error::io(IoOp::Map, path, e))?;
         Ok(ReadMap::mapped(map))
     }
 
     fn create(&self, path: &str) -> Result<Box<dyn WritableFile>> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         self.fault(OpKind::Create, IoOp::Open, path)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(full)
-            .map_err(|e| Error::io(IoOp::Open, path, e))?;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+        let file = self.open(path, flags, IoOp::Open)?;
         Ok(Box::new(FsFile {
             file,
             path: path.to_owned(),
@@ -167,12 +416,9 @@ impl Directory for FsDirectory {
     }
 
     fn open_append(&self, path: &str) -> Result<Box<dyn WritableFile>> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         self.fault(OpKind::Create, IoOp::Open, path)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(full)
-            .map_err(|e| Error::io(IoOp::Open, path, e))?;
+        let file = self.open(path, libc::O_WRONLY | libc::O_APPEND, IoOp::Open)?;
         let len = file
             .metadata()
             .map_err(|e| Error::io(IoOp::Metadata, path, e))?
@@ -186,12 +432,9 @@ impl Directory for FsDirectory {
     }
 
     fn truncate(&self, path: &str, len: u64) -> Result<()> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         self.fault(OpKind::Truncate, IoOp::SetLen, path)?;
-        let f = OpenOptions::new()
-            .write(true)
-            .open(full)
-            .map_err(|e| Error::io(IoOp::Open, path, e))?;
+        let f = self.open(path, libc::O_WRONLY, IoOp::Open)?;
         let cur = f
             .metadata()
             .map_err(|e| Error::io(IoOp::Metadata, path, e))?
@@ -206,35 +449,52 @@ impl Directory for FsDirectory {
     }
 
     fn sync_file(&self, path: &str) -> Result<()> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         self.fault(OpKind::SyncFile, IoOp::SyncFile, path)?;
-        let f = File::open(full).map_err(|e| Error::io(IoOp::Open, path, e))?;
+        let f = self.open(path, libc::O_RDONLY, IoOp::Open)?;
         f.sync_data()
             .map_err(|e| Error::io(IoOp::SyncFile, path, e))
     }
 
     fn sync_dir(&self, dir: &str) -> Result<()> {
-        let full = self.dir_path(dir)?;
+        check_dir(dir)?;
         self.fault(OpKind::SyncDir, IoOp::SyncDir, dir)?;
-        let f = File::open(full).map_err(|e| Error::io(IoOp::Open, dir, e))?;
+        let f = File::from(self.open_dir(dir, IoOp::Open)?);
         f.sync_all().map_err(|e| Error::io(IoOp::SyncDir, dir, e))
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let src = self.file_path(from)?;
-        let dst = self.file_path(to)?;
+        check_file(from)?;
+        check_file(to)?;
         self.fault(OpKind::Rename, IoOp::Rename, from)?;
-        fs::rename(src, dst).map_err(|e| Error::io(IoOp::Rename, from, e))
+        let (src_dir, src) = self.parent_of(from, IoOp::Rename)?;
+        let (dst_dir, dst) = self.parent_of(to, IoOp::Rename)?;
+        // rename never follows a link, but a link is not ours to move or
+        // replace: refuse it like every other operation does.
+        match self.kind_at(src_dir.as_fd(), src, from, IoOp::Rename)? {
+            None => return Err(Error::NotFound { path: from.into() }),
+            Some(EntryKind::Symlink) => return Err(symlink_error(from)),
+            Some(_) => {}
+        }
+        if self.kind_at(dst_dir.as_fd(), dst, to, IoOp::Rename)? == Some(EntryKind::Symlink) {
+            return Err(symlink_error(to));
+        }
+        beneath::rename_at(src_dir.as_fd(), src, dst_dir.as_fd(), dst)
+            .map_err(|e| fail(IoOp::Rename, from, e))
     }
 
     fn remove(&self, path: &str) -> Result<()> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         self.fault(OpKind::Remove, IoOp::Remove, path)?;
-        fs::remove_file(full).map_err(|e| Error::io(IoOp::Remove, path, e))
+        let (dir, name) = self.parent_of(path, IoOp::Remove)?;
+        if self.kind_at(dir.as_fd(), name, path, IoOp::Remove)? == Some(EntryKind::Symlink) {
+            return Err(symlink_error(path));
+        }
+        beneath::unlink_at(dir.as_fd(), name).map_err(|e| fail(IoOp::Remove, path, e))
     }
 
     fn create_region(&self, path: &str, len: u64) -> Result<Box<dyn Region>> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         if len == 0 {
             return Err(Error::InvalidArgument {
                 name: "len",
@@ -242,31 +502,34 @@ impl Directory for FsDirectory {
             });
         }
         self.fault(OpKind::Allocate, IoOp::Allocate, path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&full)
-            .map_err(|e| Error::io(IoOp::Open, path, e))?;
+        let (dir, name) = self.parent_of(path, IoOp::Open)?;
+        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
+        let file = match beneath::open_file(dir.as_fd(), name, flags) {
+            Ok(fd) => File::from(fd),
+            // O_EXCL does not follow a link either: say what is in the way.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(match self.kind_at(dir.as_fd(), name, path, IoOp::Open)? {
+                    Some(EntryKind::Symlink) => symlink_error(path),
+                    _ => Error::io(IoOp::Open, path, e),
+                })
+            }
+            Err(e) => return Err(fail(IoOp::Open, path, e)),
+        };
         let region = preallocate(&file, len)
             .map_err(|e| Error::io(IoOp::Allocate, path, e))
             .and_then(|()| FsRegion::map(path, &file, &self.faults));
         if region.is_err() {
             // Leave no half-allocated file behind: a later create of the same
             // name must not find it.
-            let _ = fs::remove_file(&full);
+            let _ = beneath::unlink_at(dir.as_fd(), name);
         }
         Ok(Box::new(region?))
     }
 
     fn open_region(&self, path: &str) -> Result<Box<dyn Region>> {
-        let full = self.file_path(path)?;
+        check_file(path)?;
         self.fault(OpKind::OpenRegion, IoOp::Open, path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(full)
-            .map_err(|e| Error::io(IoOp::Open, path, e))?;
+        let file = self.open(path, libc::O_RDWR, IoOp::Open)?;
         // Same error as the memory backend for a file that cannot be a region.
         let len = file
             .metadata()
@@ -282,14 +545,8 @@ impl Directory for FsDirectory {
     }
 
     fn lock(&self, path: &str) -> Result<DirLock> {
-        let full = self.file_path(path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(full)
-            .map_err(|e| Error::io(IoOp::Lock, path, e))?;
+        check_file(path)?;
+        let file = self.open(path, libc::O_RDWR | libc::O_CREAT, IoOp::Lock)?;
         match FileLock::try_exclusive(file) {
             Ok(Some(lock)) => Ok(DirLock::new(lock)),
             Ok(None) => Err(Error::Locked {
@@ -297,6 +554,34 @@ impl Directory for FsDirectory {
             }),
             Err(e) => Err(Error::io(IoOp::Lock, path, e)),
         }
+    }
+
+    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
+        check_file(path)?;
+        let dir_path = parent(path);
+        let name = file_name(path);
+        let dir = File::from(
+            beneath::open_dir(self.root_fd(), dir_path).map_err(|e| fail(IoOp::Open, path, e))?,
+        );
+        // IMPORTANT: one atomic write at a time in this folder, across
+        // threads and processes (each call opened its own description of the
+        // folder, and flock locks belong to descriptions): each writer's
+        // rename and directory sync complete before the next one starts, so
+        // an `Ok` means these bytes were the file's content when it returned.
+        lock_exclusive(dir.as_fd()).map_err(|e| Error::io(IoOp::Lock, dir_path, e))?;
+        self.remove_leftovers(dir.as_fd(), dir_path);
+        if self.kind_at(dir.as_fd(), name, path, IoOp::Open)? == Some(EntryKind::Symlink) {
+            return Err(symlink_error(path));
+        }
+        let tmp = temp_name(name);
+        let mut created = false;
+        let result = self.write_and_publish(&dir, dir_path, &tmp, name, data, &mut created);
+        if created {
+            // A failed write leaves no temporary file behind.
+            let _ = beneath::unlink_at(dir.as_fd(), &tmp);
+        }
+        result
+        // `dir` closes here, releasing the lock.
     }
 }
 

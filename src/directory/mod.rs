@@ -14,6 +14,13 @@
 //! [`Error::InvalidPath`](crate::Error::InvalidPath); nothing outside the root
 //! is ever touched. Methods that take a *directory* accept `""` for the root.
 //!
+//! Symbolic links below the root are never followed: on [`FsDirectory`], a
+//! path that meets one — as a folder on the way or as the file itself — is an
+//! [`Error::InvalidPath`](crate::Error::InvalidPath) naming the path, with
+//! the reason "path crosses a symbolic link", for every method. Only
+//! [`Directory::exists`] answers for a link as the last component (`true`:
+//! the name exists, though nothing can open it).
+//!
 //! # Durability vocabulary
 //!
 //! Each method's documentation says what is durable when it returns:
@@ -27,6 +34,7 @@ mod fault;
 mod fs;
 mod memory;
 pub(crate) mod path;
+mod temp;
 
 use std::any::Any;
 use std::fmt;
@@ -44,6 +52,11 @@ pub use memory::{CrashPolicy, MemoryDirectory, OpRecord};
 ///
 /// Object-safe and `Send + Sync`: share it as `Arc<dyn Directory>`.
 ///
+/// Paths follow the [module's rules](self#paths): a malformed path, or on
+/// [`FsDirectory`] one that meets a symbolic link below the root, is an
+/// [`Error::InvalidPath`](crate::Error::InvalidPath) naming it, from every
+/// method.
+///
 /// # Example
 ///
 /// ```
@@ -60,8 +73,11 @@ pub use memory::{CrashPolicy, MemoryDirectory, OpRecord};
 pub trait Directory: Send + Sync + fmt::Debug {
     /// Creates directory `path` and any missing parents.
     ///
-    /// Durable on return: nothing; the new entries are durable once each
-    /// parent has been passed to [`sync_dir`](Directory::sync_dir).
+    /// Durable on return: the name of every directory this call created
+    /// (each new directory's parent is synced right after the directory is
+    /// made, as [`sync_dir`](Directory::sync_dir) would). Directories that
+    /// already existed are left as they were: a name not yet durable stays
+    /// so until its parent is synced.
     fn create_dir_all(&self, path: &str) -> Result<()>;
 
     /// Whether a file or directory exists at `path`.
@@ -165,20 +181,18 @@ pub trait Directory: Send + Sync + fmt::Debug {
     /// old content or exactly `data`: write a temporary file, sync it, rename
     /// it over `path`, sync the parent directory.
     ///
+    /// The temporary file is `{name}.zdtmp-{pid}-{n}` in `path`'s folder (a
+    /// pattern no other zerodur file name matches). Concurrent atomic writes
+    /// in one folder — from any threads, clones or, on [`FsDirectory`], any
+    /// processes — take turns through a per-folder exclusive lock held for
+    /// the whole sequence, so each `Ok` means these bytes were `path`'s
+    /// content when the call returned. A call that fails removes its
+    /// temporary file (unless the failure is a crash), and a call that gets
+    /// the lock first removes every leftover temporary file in the folder:
+    /// none can belong to a writer still at work.
+    ///
     /// Durable on return: the data and the name.
-    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
-        path::check_file(path)?;
-        let tmp = format!("{path}.tmp");
-        let mut f = self.create(&tmp)?;
-        f.write_all(data)?;
-        // IMPORTANT: the data must be durable before the rename can be, or a
-        // crash could publish the name over an empty file.
-        f.sync()?;
-        drop(f);
-        self.rename(&tmp, path)?;
-        // IMPORTANT: makes the rename itself durable.
-        self.sync_dir(path::parent(path))
-    }
+    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()>;
 }
 
 /// Checks that `offset..offset + len` lies within a region of `size` bytes

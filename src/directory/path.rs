@@ -64,6 +64,11 @@ pub(crate) fn parent(path: &str) -> &str {
     }
 }
 
+/// The last component of a checked path: its name within its parent.
+pub(crate) fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 /// Joins a directory path and a name.
 pub(crate) fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
@@ -107,6 +112,8 @@ mod tests {
     fn parent_and_join_round_trip() {
         assert_eq!(parent("a/b/c"), "a/b");
         assert_eq!(parent("c"), "");
+        assert_eq!(file_name("a/b/c"), "c");
+        assert_eq!(file_name("c"), "c");
         assert_eq!(join("", "c"), "c");
         assert_eq!(join("a/b", "c"), "a/b/c");
     }

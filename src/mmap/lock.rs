@@ -36,3 +36,25 @@ impl FileLock {
         }
     }
 }
+
+/// Takes an exclusive `flock` on `fd`, waiting for it as long as another
+/// open file description holds it. The lock is released when the last
+/// descriptor of `fd`'s open file description closes (or the process dies).
+///
+/// Works on directories too: the atomic-write protocol locks the folder it
+/// writes in.
+pub(crate) fn lock_exclusive(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: the descriptor is valid for the duration of the call
+        // (borrowed); flock takes no pointers.
+        let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}

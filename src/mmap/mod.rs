@@ -1,5 +1,7 @@
 //! The only module with `unsafe` code: memory maps, `msync`, `fallocate`,
-//! `flock`, `madvise`, and in-place reads of already-validated rkyv archives.
+//! `flock`, `madvise`, in-place reads of already-validated rkyv archives, and
+//! the `*at` system calls that resolve paths confined below a directory
+//! descriptor ([`beneath`]).
 //!
 //! Everything here is `pub(crate)`. The safe wrappers uphold these rules,
 //! which memmap2 documents as the hazards of file-backed maps:
@@ -16,13 +18,14 @@
 //! - `msync` makes data durable but not names: callers sync directories too.
 
 mod archive;
+pub(crate) mod beneath;
 mod lock;
 mod map;
 mod prealloc;
 mod writeback;
 
 pub(crate) use archive::ValidatedArchive;
-pub(crate) use lock::FileLock;
+pub(crate) use lock::{lock_exclusive, FileLock};
 pub(crate) use map::{ReadOnlyMap, RegionMap, RegionSyncer};
 pub(crate) use prealloc::preallocate;
 pub(crate) use writeback::start_writeback;

@@ -8,7 +8,9 @@
 //! Writes since the last barrier that covered them are kept in order, with
 //! their data. Every directory entry change (create, rename, removal) is kept
 //! as a **pending** operation until a [`sync_dir`](Directory::sync_dir) of
-//! its directory makes it durable.
+//! its directory makes it durable ([`create_dir_all`](Directory::create_dir_all)
+//! does that for the parent of each folder it creates, as the filesystem
+//! backend does with `fsync`).
 //!
 //! [`MemoryDirectory::crash_image`] builds the directory a power loss at this
 //! moment could leave, under a seeded [`CrashPolicy`]:
@@ -40,6 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod atomic;
 mod handles;
 mod inode;
 mod policy;
@@ -82,6 +85,9 @@ pub struct MemoryDirectory {
 struct Shared {
     state: Mutex<State>,
     faults: FaultPlan,
+    /// Held for the whole of each `atomic_write`: the memory backend's
+    /// counterpart of the per-folder `flock` on the filesystem.
+    atomic_writes: Mutex<()>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +208,31 @@ impl State {
             path: path.to_owned(),
             entry,
         });
+    }
+
+    /// Removes the name of file `path` (inode `ino`), pending until its
+    /// directory is synced.
+    fn unlink(&mut self, path: &str, ino: u64) {
+        self.names.remove(path);
+        self.pending_ops.push(DirOp::Remove {
+            path: path.to_owned(),
+            entry: Entry::File(ino),
+        });
+    }
+
+    /// Makes every pending operation on the entries of `dir` durable: what a
+    /// directory sync does.
+    fn promote(&mut self, dir: &str) {
+        let ops = std::mem::take(&mut self.pending_ops);
+        let mut rest = Vec::new();
+        for op in ops {
+            if op.touches(dir) {
+                op.apply(&mut self.durable_names);
+            } else {
+                rest.push(op);
+            }
+        }
+        self.pending_ops = rest;
     }
 }
 
@@ -329,7 +360,7 @@ impl MemoryDirectory {
         MemoryDirectory {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
-                faults: FaultPlan::default(),
+                ..Shared::default()
             }),
         }
     }
@@ -378,6 +409,12 @@ fn begin(shared: &Shared, st: &mut State, kind: OpKind, op: IoOp, path: &str) ->
     if let Some(e) = shared.faults.check(kind) {
         return Err(Error::io(op, path, e));
     }
+    record(st, kind, path);
+    Ok(())
+}
+
+/// Counts and logs an operation that is going ahead.
+fn record(st: &mut State, kind: OpKind, path: &str) {
     st.op_count += 1;
     let seq = st.op_count;
     st.log.push(OpRecord {
@@ -385,7 +422,6 @@ fn begin(shared: &Shared, st: &mut State, kind: OpKind, op: IoOp, path: &str) ->
         kind,
         path: path.to_owned(),
     });
-    Ok(())
 }
 
 /// Faults on reads are checked but reads are neither counted nor halted.
@@ -413,6 +449,9 @@ impl Directory for MemoryDirectory {
                 None => {
                     self.begin(&mut st, OpKind::CreateDir, IoOp::Directory, &prefix)?;
                     st.link(&prefix, Entry::Dir);
+                    // IMPORTANT: as on the filesystem, which syncs the parent
+                    // of each folder it creates: the new name is durable.
+                    st.promote(parent(&prefix));
                 }
             }
         }
@@ -503,16 +542,7 @@ impl Directory for MemoryDirectory {
             return Err(Error::NotFound { path: dir.into() });
         }
         self.begin(&mut st, OpKind::SyncDir, IoOp::SyncDir, dir)?;
-        let ops = std::mem::take(&mut st.pending_ops);
-        let mut rest = Vec::new();
-        for op in ops {
-            if op.touches(dir) {
-                op.apply(&mut st.durable_names);
-            } else {
-                rest.push(op);
-            }
-        }
-        st.pending_ops = rest;
+        st.promote(dir);
         Ok(())
     }
 
@@ -548,11 +578,7 @@ impl Directory for MemoryDirectory {
         let mut st = self.lock_state();
         let ino = st.file(path)?;
         self.begin(&mut st, OpKind::Remove, IoOp::Remove, path)?;
-        st.names.remove(path);
-        st.pending_ops.push(DirOp::Remove {
-            path: path.to_owned(),
-            entry: Entry::File(ino),
-        });
+        st.unlink(path, ino);
         Ok(())
     }
 
@@ -617,6 +643,10 @@ impl Directory for MemoryDirectory {
             dir: self.clone(),
             path: path.to_owned(),
         }))
+    }
+
+    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
+        self.atomic_write_serialized(path, data)
     }
 }
 

@@ -1,0 +1,89 @@
+//! [`Directory::atomic_write`] on the memory backend: temporary file, sync,
+//! rename, directory sync, one writer at a time, leftovers swept.
+
+use super::{record, Entry, MemoryDirectory};
+use crate::directory::fault::OpKind;
+use crate::directory::path::{check_file, file_name, join, parent};
+use crate::directory::temp::{is_temp_name, temp_name};
+use crate::directory::Directory;
+use crate::error::{IoOp, Result};
+
+impl MemoryDirectory {
+    /// [`Directory::atomic_write`] on the memory backend: the same protocol
+    /// and temporary names as on the filesystem, with a mutex for the lock.
+    pub(super) fn atomic_write_serialized(&self, path: &str, data: &[u8]) -> Result<()> {
+        check_file(path)?;
+        // IMPORTANT: one atomic write at a time (the filesystem backend locks
+        // the folder): each writer's rename and directory sync complete
+        // before the next one starts, so an `Ok` means these bytes were the
+        // file's content when it returned.
+        let _turn = self
+            .shared
+            .atomic_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let dir = parent(path);
+        self.remove_leftovers(dir);
+        let tmp = join(dir, &temp_name(file_name(path)));
+        let result = self.write_and_publish(&tmp, path, data);
+        if result.is_err() {
+            // A failed write leaves no temporary file behind.
+            self.discard_temp(&tmp);
+        }
+        result
+    }
+
+    /// Removes every leftover temporary file of `atomic_write` in folder
+    /// `dir`; the caller holds `atomic_writes`, so none is in use. Each
+    /// removal is an operation like [`Directory::remove`]; best effort, as on
+    /// the filesystem.
+    fn remove_leftovers(&self, dir: &str) {
+        let mut st = self.lock_state();
+        let leftovers: Vec<(String, u64)> = st
+            .names
+            .iter()
+            .filter(|(p, _)| parent(p) == dir && is_temp_name(file_name(p)))
+            .filter_map(|(p, e)| match e {
+                Entry::File(ino) => Some((p.clone(), *ino)),
+                Entry::Dir => None,
+            })
+            .collect();
+        for (path, ino) in leftovers {
+            if self
+                .begin(&mut st, OpKind::Remove, IoOp::Remove, &path)
+                .is_ok()
+            {
+                st.unlink(&path, ino);
+            }
+        }
+    }
+
+    /// Temp write, sync, rename over `path`, directory sync: the part of
+    /// `atomic_write` after the lock.
+    fn write_and_publish(&self, tmp: &str, path: &str, data: &[u8]) -> Result<()> {
+        let mut f = self.create(tmp)?;
+        f.write_all(data)?;
+        // IMPORTANT: the data must be durable before the rename can be, or a
+        // crash could publish the name over an empty file.
+        f.sync()?;
+        drop(f);
+        self.rename(tmp, path)?;
+        // IMPORTANT: makes the rename itself durable.
+        self.sync_dir(parent(path))
+    }
+
+    /// Removes the temporary file `tmp` of a failed `atomic_write`, if it
+    /// still exists. Injected faults do not apply (this is cleanup, as on the
+    /// filesystem); a halted directory (power off) keeps it, as a crash would.
+    fn discard_temp(&self, tmp: &str) {
+        let mut st = self.lock_state();
+        let Some(Entry::File(ino)) = st.names.get(tmp).copied() else {
+            return;
+        };
+        if st.halt_after.is_some_and(|k| st.op_count >= k) {
+            return;
+        }
+        record(&mut st, OpKind::Remove, tmp);
+        st.unlink(tmp, ino);
+    }
+}
