@@ -2,7 +2,7 @@
 //! what it keeps (exactly what best-effort replay yields before it stops),
 //! what it reports (numbers and paths exact), that it never changes the
 //! source, and that the copy replays strictly and accepts appends at the
-//! next id. On `MemoryDirectory`, and once on `FsDirectory`.
+//! next id. WAL and record log, on `MemoryDirectory` and one `FsDirectory`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +11,9 @@ use zerodur::wal::{
     salvage, EntryId, ReadMode, SalvageOptions, SalvageReport, SegmentId, SyncPolicy, Wal,
     WalOptions, WalReader,
 };
-use zerodur::{CorruptKind, Directory, Error, FsDirectory, MemoryDirectory};
+use zerodur::{
+    CorruptKind, Directory, Error, FsDirectory, MemoryDirectory, RecordLog, RecordLogMode,
+};
 
 const SEGMENT_BYTES: u64 = 8192;
 /// Entries appended one at a time before the batch, and after it.
@@ -599,4 +601,150 @@ fn salvage_on_fs_directory() {
     assert_eq!(replay_strict(&dst, "wal"), src.model[..k as usize - 1]);
     let wal = Wal::open(dst.clone(), WalOptions::new("wal")).unwrap();
     assert_eq!(wal.append(b"next").unwrap().get(), k);
+}
+
+// ---------------------------------------------------------------------------
+// Record log
+
+const RECORDS: usize = 200;
+
+fn record(i: usize) -> Vec<u8> {
+    (0..(i * 53 % 300)).map(|j| (i * 3 + j) as u8).collect()
+}
+
+/// A record log of `RECORDS` records, synced every ten; returns each
+/// record's frame offset.
+fn record_source(dir: &Arc<dyn Directory>) -> Vec<u64> {
+    let mut log = RecordLog::open(dir.clone(), "meta.log").unwrap();
+    let mut offsets = Vec::new();
+    let mut off = 16u64;
+    for i in 0..RECORDS {
+        offsets.push(off);
+        log.append(&record(i)).unwrap();
+        off += (24 + record(i).len() as u64 + 7) & !7;
+        if i % 10 == 9 {
+            log.sync().unwrap();
+        }
+    }
+    log.sync().unwrap();
+    assert_eq!(dir.len("meta.log").unwrap(), off);
+    offsets
+}
+
+/// Salvages `meta.log` into a new directory; checks that the source is
+/// unchanged, the copy holds the first `kept` records and appends after
+/// them.
+fn record_salvage_and_check(
+    dir: &Arc<dyn Directory>,
+    kept: usize,
+) -> zerodur::recordlog::RecordSalvageReport {
+    let before = dir.read("meta.log").unwrap();
+    let dst = MemoryDirectory::arc();
+    let r = RecordLog::salvage(dir.clone(), "meta.log", dst.clone(), "kept.log").unwrap();
+    assert_eq!(dir.read("meta.log").unwrap(), before, "the source changed");
+    assert_eq!(r.kept, kept as u64, "{r}");
+    assert_eq!(r.dropped_bytes, before.len() as u64 - r.stop_offset);
+    let want: Vec<Vec<u8>> = (0..kept).map(record).collect();
+    let got: Vec<Vec<u8>> = RecordLog::read(&*dst, "kept.log", RecordLogMode::Strict)
+        .unwrap()
+        .iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(got, want);
+    let mut log = RecordLog::open(dst.clone(), "kept.log").unwrap();
+    assert_eq!(log.len(), kept as u64);
+    log.append(b"after").unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let all = RecordLog::read(&*dst, "kept.log", RecordLogMode::Strict).unwrap();
+    assert_eq!(all.len(), kept as u64 + 1);
+    assert_eq!(all.iter().last(), Some(&b"after"[..]));
+    r
+}
+
+#[test]
+fn record_log_clean_source_salvages_to_a_copy() {
+    let dir = MemoryDirectory::arc();
+    record_source(&dir);
+    let r = record_salvage_and_check(&dir, RECORDS);
+    assert!(r.clean && !r.torn_tail && r.error.is_none());
+    assert_eq!(
+        (r.stop_offset, r.dropped_bytes),
+        (dir.len("meta.log").unwrap(), 0)
+    );
+}
+
+#[test]
+fn record_log_damage_below_the_durable_point_keeps_the_records_before_it() {
+    let dir = MemoryDirectory::arc();
+    let offsets = record_source(&dir);
+    let at = offsets[50];
+    rewrite(&*dir, "meta.log", |b| b[at as usize + 20] ^= 2);
+    let r = record_salvage_and_check(&dir, 50);
+    assert!(!r.clean && !r.torn_tail);
+    assert_eq!(r.stop_offset, at);
+    assert!(matches!(
+        r.error.as_deref(),
+        Some(Error::Corrupt { offset, kind: CorruptKind::BelowDurablePoint { .. }, .. }) if *offset == at
+    ));
+    assert!(r.to_string().contains(&format!("from offset {at}")), "{r}");
+}
+
+#[test]
+fn record_log_torn_tail_is_dropped_as_open_would_cut_it() {
+    let dir = MemoryDirectory::arc();
+    let offsets = record_source(&dir);
+    let at = offsets[RECORDS - 2];
+    rewrite(&*dir, "meta.log", |b| b[at as usize + 4] ^= 1);
+    let r = record_salvage_and_check(&dir, RECORDS - 2);
+    assert!(r.clean && r.torn_tail && r.error.is_none());
+    assert_eq!(r.stop_offset, at);
+    assert!(r.dropped_bytes > 0);
+}
+
+#[test]
+fn record_log_bad_header_keeps_nothing() {
+    let dir = MemoryDirectory::arc();
+    record_source(&dir);
+    rewrite(&*dir, "meta.log", |b| b[0] ^= 1);
+    let r = record_salvage_and_check(&dir, 0);
+    assert_eq!(
+        (r.stop_offset, r.dropped_bytes),
+        (0, dir.len("meta.log").unwrap())
+    );
+    assert!(matches!(
+        r.error.as_deref(),
+        Some(Error::Corrupt {
+            offset: 0,
+            kind: CorruptKind::BadMagic,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn record_log_existing_destination_is_refused() {
+    let dir = MemoryDirectory::arc();
+    record_source(&dir);
+    let e = RecordLog::salvage(dir.clone(), "meta.log", dir.clone(), "meta.log").unwrap_err();
+    assert!(matches!(&e, Error::AlreadyExists { path } if path.to_str() == Some("meta.log")));
+    let dst = MemoryDirectory::arc();
+    dst.atomic_write("kept.log", b"mine").unwrap();
+    let e = RecordLog::salvage(dir.clone(), "meta.log", dst.clone(), "kept.log").unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists { .. }));
+    assert_eq!(dst.read("kept.log").unwrap(), b"mine");
+}
+
+#[test]
+fn record_log_salvage_on_fs_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = FsDirectory::arc(tmp.path()).unwrap();
+    let offsets = record_source(&dir);
+    rewrite(&*dir, "meta.log", |b| b[offsets[100] as usize + 30] ^= 1);
+    let before = dir.read("meta.log").unwrap();
+    let r = RecordLog::salvage(dir.clone(), "meta.log", dir.clone(), "kept.log").unwrap();
+    assert_eq!(dir.read("meta.log").unwrap(), before);
+    assert_eq!((r.kept, r.stop_offset), (100, offsets[100]));
+    let kept = RecordLog::read(&*dir, "kept.log", RecordLogMode::Strict).unwrap();
+    assert_eq!(kept.len(), 100);
 }
