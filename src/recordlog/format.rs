@@ -324,10 +324,28 @@ pub(crate) struct Scan {
 /// `Corrupt`/`TornTail` or `ChecksumMismatch`). A bad file header is an
 /// error in both modes.
 pub(crate) fn scan(file: &[u8], path: &str, mode: RecordLogMode) -> Result<Scan> {
-    check_header(file, path)?;
+    match scan_prefix(file, path, mode) {
+        (scan, None) => Ok(scan),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// [`scan`], returning the valid prefix also when the scan fails: the
+/// records before the error and the error. With a bad file header the
+/// prefix is empty and ends at offset 0. For salvage.
+pub(crate) fn scan_prefix(file: &[u8], path: &str, mode: RecordLogMode) -> (Scan, Option<Error>) {
     let mut pos = HEADER_SIZE_BYTES;
     let mut count = 0u64;
     let mut synced_max = HEADER_SIZE_BYTES as u64;
+    if let Err(e) = check_header(file, path) {
+        let empty = Scan {
+            count,
+            end: 0,
+            synced_max,
+        };
+        return (empty, Some(e));
+    }
+    let mut error = None;
     while pos < file.len() {
         match decode_frame(file, pos) {
             Ok(frame) => {
@@ -336,16 +354,19 @@ pub(crate) fn scan(file: &[u8], path: &str, mode: RecordLogMode) -> Result<Scan>
                 synced_max = synced_max.max(frame.synced);
             }
             Err(bad) => {
-                Verdict::decide(bad, find_evidence(file, pos)).check(path, pos, mode)?;
+                error = Verdict::decide(bad, find_evidence(file, pos))
+                    .check(path, pos, mode)
+                    .err();
                 break;
             }
         }
     }
-    Ok(Scan {
+    let scan = Scan {
         count,
         end: pos,
         synced_max,
-    })
+    };
+    (scan, error)
 }
 
 /// The payload of the frame at `pos` in `file` and the offset after it, for
@@ -472,6 +493,27 @@ mod tests {
                 synced_max: 16
             }
         );
+    }
+
+    #[test]
+    fn scan_prefix_keeps_the_frames_before_the_error() {
+        // Damage to the second record, which the fourth frame's claim
+        // proves durable: an error, with the first record as the prefix.
+        let mut f = two_batches().bytes;
+        let starts = two_batches().starts;
+        f[starts[1] + 4] ^= 1;
+        let (prefix, err) = scan_prefix(&f, "r", RecordLogMode::BestEffort);
+        assert_eq!((prefix.count, prefix.end), (1, starts[1]));
+        assert!(matches!(
+            err,
+            Some(Error::Corrupt { offset, kind: CorruptKind::BelowDurablePoint { .. }, .. })
+                if offset == starts[1] as u64
+        ));
+        // A bad file header: an empty prefix ending at 0.
+        f[0] ^= 1;
+        let (prefix, err) = scan_prefix(&f, "r", RecordLogMode::BestEffort);
+        assert_eq!((prefix.count, prefix.end), (0, 0));
+        assert!(err.is_some());
     }
 
     #[test]

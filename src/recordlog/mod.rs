@@ -56,9 +56,11 @@
 
 mod format;
 mod reader;
+mod salvage;
 mod writer;
 
 pub use reader::{RecordIter, Records};
+pub use salvage::RecordSalvageReport;
 pub use writer::RecordLog;
 
 use crate::error::{Error, Result};

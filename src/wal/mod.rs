@@ -34,6 +34,7 @@ mod observer;
 mod options;
 mod reader;
 pub(crate) mod rules;
+mod salvage;
 pub(crate) mod segment;
 mod segment_files;
 mod writer;
@@ -44,6 +45,9 @@ pub use maintenance::SegmentRange;
 pub use observer::{WalEvent, WalObserver, WalStats};
 pub use options::{ReadMode, SyncPolicy, WalOptions};
 pub use reader::{Entries, Entry, ReplaySummary, WalReader};
+pub use salvage::{
+    salvage, DroppedSegment, LostEntries, SalvageOptions, SalvageReport, SalvageStop,
+};
 pub use writer::Wal;
 
 /// The id of a WAL entry: consecutive, starting at 1, assigned in append

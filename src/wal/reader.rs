@@ -10,7 +10,7 @@ use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 use rkyv::{Archive, Portable};
 
-use super::rules::{self, Birth, EndVerdict, Position, Predecessor};
+use super::rules::{self, Birth, EndVerdict, Listing, ListingBreak, Position, Predecessor};
 use super::segment::{Cursor, End, Step};
 use super::{EntryId, ReadMode, SegmentId};
 use crate::directory::{Directory, ReadMap};
@@ -25,6 +25,10 @@ pub struct WalReader {
     dir: Arc<dyn Directory>,
     wal_dir: String,
     segments: Vec<SegmentId>,
+    /// A break in the listing after `segments` (only from
+    /// [`WalReader::from_listing`]): the walk reports it when it gets there,
+    /// and no segment before it is final.
+    gap: Option<ListingBreak>,
     mode: ReadMode,
 }
 
@@ -58,8 +62,33 @@ impl WalReader {
             dir,
             wal_dir: wal_dir.to_owned(),
             segments,
+            gap: None,
             mode,
         })
+    }
+
+    /// A reader over `listing` (from [`rules::read_listing`]) that reports a
+    /// break in it ([`rules::listing_break`]) where the walk reaches it,
+    /// instead of at open: the segments before the break are walked as
+    /// non-final ones, then the walk fails with the break's error. For
+    /// salvage, which keeps what comes before the first error.
+    pub(crate) fn from_listing(
+        dir: Arc<dyn Directory>,
+        wal_dir: &str,
+        mode: ReadMode,
+        listing: &Listing,
+    ) -> WalReader {
+        let gap = rules::listing_break(listing, wal_dir);
+        let n = gap
+            .as_ref()
+            .map_or(listing.segments.len(), |g| g.consecutive);
+        WalReader {
+            dir,
+            wal_dir: wal_dir.to_owned(),
+            segments: listing.segments[..n].to_vec(),
+            gap,
+            mode,
+        }
     }
 
     /// The ids of the segment files, oldest first.
@@ -181,6 +210,12 @@ impl Entries<'_> {
     pub fn summary(&self) -> ReplaySummary {
         self.walker.summary
     }
+
+    /// The id the walk expects next: where the entries handed out so far
+    /// end, also after an error (`None` if no header read so far names it).
+    pub(crate) fn expected_next(&self) -> Option<EntryId> {
+        self.walker.expected_next()
+    }
 }
 
 impl Iterator for Entries<'_> {
@@ -247,6 +282,20 @@ impl<'r> Walker<'r> {
         self.open.as_ref().map_or("", |o| &o.file.path)
     }
 
+    /// See [`Entries::expected_next`].
+    fn expected_next(&self) -> Option<EntryId> {
+        match &self.open {
+            Some(o) => Some(EntryId(o.cursor.next)),
+            None => self.prev.and_then(|p| p.seal).map(|(id, _)| EntryId(id)),
+        }
+    }
+
+    /// Whether segment `idx` is the final one of the log: the newest, with
+    /// no break in the listing after it.
+    fn is_final(&self, idx: usize) -> bool {
+        idx + 1 == self.reader.segments.len() && self.reader.gap.is_none()
+    }
+
     fn segment_path(&self, idx: usize) -> String {
         rules::segment_path(&self.reader.wal_dir, self.reader.segments[idx])
     }
@@ -260,6 +309,9 @@ impl<'r> Walker<'r> {
             if self.open.is_none() {
                 if self.idx >= self.reader.segments.len() {
                     self.done = true;
+                    if let Some(gap) = &self.reader.gap {
+                        return Err(gap.error());
+                    }
                     continue;
                 }
                 match self.open_segment(self.idx)? {
@@ -342,7 +394,7 @@ impl<'r> Walker<'r> {
                 Some(map) => map,
                 None => self.reader.dir.map_read(&path)?,
             };
-            let is_final = idx + 1 == self.reader.segments.len();
+            let is_final = self.is_final(idx);
             let pos = Position {
                 id: self.reader.segments[idx],
                 is_final,
@@ -365,7 +417,8 @@ impl<'r> Walker<'r> {
                 }
             }
             // Skip whole segments that end before `from`, using the next header.
-            if let (Some(f), false) = (self.from, is_final) {
+            let has_next = idx + 1 < self.reader.segments.len();
+            if let (Some(f), true) = (self.from, has_next) {
                 let next_path = self.segment_path(idx + 1);
                 let next = self.reader.dir.map_read(&next_path)?;
                 if let Ok(nh) =

@@ -54,6 +54,17 @@ pub(crate) struct Listing {
 /// A pool with no live segment is damage: the active segment is never
 /// retired, so some live segment always exists once the pool does.
 pub(crate) fn list_wal(dir: &dyn Directory, wal_dir: &str) -> Result<Listing> {
+    let l = read_listing(dir, wal_dir)?;
+    match listing_break(&l, wal_dir) {
+        Some(b) => Err(b.error()),
+        None => Ok(l),
+    }
+}
+
+/// Lists the WAL folder `wal_dir` (live segments and pool, each sorted)
+/// without judging it: [`list_wal`] and salvage judge the listing with
+/// [`listing_break`]. A folder that does not exist is [`Error::NotFound`].
+pub(crate) fn read_listing(dir: &dyn Directory, wal_dir: &str) -> Result<Listing> {
     crate::directory::path::check_dir(wal_dir)?;
     if !dir.exists(wal_dir)? {
         return Err(Error::NotFound {
@@ -70,25 +81,61 @@ pub(crate) fn list_wal(dir: &dyn Directory, wal_dir: &str) -> Result<Listing> {
     }
     l.segments.sort();
     l.pool.sort();
-    if let Some(w) = l.segments.windows(2).find(|w| w[1].0 != w[0].0 + 1) {
-        return Err(Error::corrupt(
-            segment_path(wal_dir, w[1]),
+    Ok(l)
+}
+
+/// Where a listing stops being a log: a live segment id missing between
+/// others, or a pool with no live segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListingBreak {
+    /// How many live segments, from the oldest, come before the break (they
+    /// are consecutive).
+    pub(crate) consecutive: usize,
+    /// The file the error names: the segment after the gap, or the newest
+    /// pooled file.
+    pub(crate) path: String,
+    /// The first missing segment id.
+    pub(crate) missing: u64,
+}
+
+impl ListingBreak {
+    /// The error the break is: `Corrupt` with [`CorruptKind::MissingSegment`]
+    /// at offset 0 of [`ListingBreak::path`].
+    pub(crate) fn error(&self) -> Error {
+        Error::corrupt(
+            self.path.clone(),
             0,
             CorruptKind::MissingSegment {
-                segment: w[0].0 + 1,
+                segment: self.missing,
             },
-        ));
+        )
+    }
+}
+
+/// The first break in listing `l` of `wal_dir`, if any: the verdict on the
+/// folder's listing.
+///
+/// | facts | verdict |
+/// |---|---|
+/// | live segment ids consecutive, or none and no pool | a log (`None`) |
+/// | a live id missing between others | `MissingSegment` (the segment after the gap, 0) |
+/// | pooled files but no live segment | `MissingSegment` (the newest pooled file, 0) |
+pub(crate) fn listing_break(l: &Listing, wal_dir: &str) -> Option<ListingBreak> {
+    if let Some(i) = l.segments.windows(2).position(|w| w[1].0 != w[0].0 + 1) {
+        return Some(ListingBreak {
+            consecutive: i + 1,
+            path: segment_path(wal_dir, l.segments[i + 1]),
+            missing: l.segments[i].0 + 1,
+        });
     }
     if let (None, Some(&newest)) = (l.segments.first(), l.pool.last()) {
-        return Err(Error::corrupt(
-            join(wal_dir, &FileName::Free(newest).render()),
-            0,
-            CorruptKind::MissingSegment {
-                segment: newest.0 + 1,
-            },
-        ));
+        return Some(ListingBreak {
+            consecutive: 0,
+            path: pool_path(wal_dir, newest),
+            missing: newest.0 + 1,
+        });
     }
-    Ok(l)
+    None
 }
 
 /// Path of live segment `id` in `wal_dir`.
@@ -457,6 +504,38 @@ mod tests {
                 seal: Some((seal, seal_epoch)),
             }),
         }
+    }
+
+    #[test]
+    fn listing_breaks_at_the_first_gap_or_a_pool_without_segments() {
+        let listing = |segs: &[u64], pool: &[u64]| Listing {
+            segments: segs.iter().map(|&s| SegmentId(s)).collect(),
+            pool: pool.iter().map(|&s| SegmentId(s)).collect(),
+        };
+        assert_eq!(listing_break(&listing(&[], &[]), "w"), None);
+        assert_eq!(listing_break(&listing(&[4, 5, 6], &[3]), "w"), None);
+        let gap = listing_break(&listing(&[4, 5, 8, 10], &[]), "w").unwrap();
+        assert_eq!(
+            (gap.consecutive, gap.path.as_str(), gap.missing),
+            (2, "w/00000000000000000008.seg", 6)
+        );
+        assert!(matches!(
+            gap.error(),
+            Error::Corrupt {
+                offset: 0,
+                kind: CorruptKind::MissingSegment { segment: 6 },
+                ..
+            }
+        ));
+        let pool_only = listing_break(&listing(&[], &[2, 3]), "w").unwrap();
+        assert_eq!(
+            (
+                pool_only.consecutive,
+                pool_only.path.as_str(),
+                pool_only.missing
+            ),
+            (0, "w/00000000000000000003.free", 4)
+        );
     }
 
     #[test]
