@@ -969,3 +969,42 @@ fn reopen_after_a_failed_barrier_makes_the_resumed_tail_durable() {
         }
     }
 }
+
+/// A reopen whose resume-marker barrier failed leaves the marker visible in
+/// the page cache but maybe never on disk. The next reopen walks through it
+/// (a new epoch) and writes its own marker after it: were the first marker
+/// not written again before that one's barrier, a power loss could keep the
+/// later marker and lose the earlier one, and every later open would find a
+/// later epoch where the log ends: damage no crash can produce, and a log
+/// that never opens again.
+#[test]
+fn a_resume_marker_whose_barrier_failed_is_made_durable_by_the_next_resume() {
+    let (mem, dir) = mem_dir();
+    let o = opts(SEG_16K, 0);
+    let w = Wal::open(dir.clone(), o.clone()).unwrap();
+    let mut want = Vec::new();
+    for id in 1..=3 {
+        let p = payload(0, id, 200);
+        w.append_durable(&p).unwrap();
+        want.push((id, p));
+    }
+    drop(w);
+    // Resume flushes the log up to the tail (1st range flush), then the
+    // marker (2nd): the marker's barrier fails.
+    mem.inject(Fault::eio().on(OpKind::FlushRange).nth(2));
+    assert!(Wal::open(dir.clone(), o.clone()).is_err());
+    mem.clear_faults();
+    let w = Wal::open(dir.clone(), o.clone()).unwrap();
+    assert_eq!(w.next_entry_id().get(), 4);
+    let p = payload(0, 4, 200);
+    w.append_durable(&p).unwrap();
+    want.push((4, p));
+    drop(w);
+    for pol in policies() {
+        let img: Arc<dyn Directory> = Arc::new(mem.crash_image(&pol));
+        let (got, _) =
+            replay(&img, ReadMode::BestEffort).unwrap_or_else(|e| panic!("{pol:?}: {e}"));
+        assert_entries(&got, &want, &format!("{pol:?}"));
+        Wal::open(img, o.clone()).unwrap_or_else(|e| panic!("{pol:?}: reopen: {e}"));
+    }
+}
