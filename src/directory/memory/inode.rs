@@ -28,16 +28,28 @@ impl Inode {
     pub(super) fn write(&mut self, offset: u64, bytes: &[u8]) {
         let start = offset as usize;
         let end = start + bytes.len();
-        if self.data.len() < end {
+        let len = self.data.len();
+        if len < end {
             self.data.resize(end, 0);
         }
         self.data[start..end].copy_from_slice(bytes);
-        if !bytes.is_empty() {
-            self.pending.push(PendingWrite {
-                offset,
-                data: bytes.to_vec(),
-            });
+        if bytes.is_empty() {
+            return;
         }
+        let data = if start > len {
+            // A write past the end (into a region whose file was truncated
+            // under it) fills the gap with zeros: those are written too, over
+            // whatever the disk held there before an unsynced truncation.
+            let mut gap = vec![0; start - len];
+            gap.extend_from_slice(bytes);
+            gap
+        } else {
+            bytes.to_vec()
+        };
+        self.pending.push(PendingWrite {
+            offset: offset.min(len as u64),
+            data,
+        });
     }
 
     pub(super) fn truncate(&mut self, len: u64) {
@@ -211,6 +223,25 @@ mod tests {
         assert_eq!(ino.durable, [1, 1, 1, 1, 1, 1, 3, 3]);
         assert_eq!(ino.limbo.len(), 1);
         assert_eq!((ino.limbo[0].offset, ino.limbo[0].data.len()), (0, 6));
+    }
+
+    #[test]
+    fn a_write_past_the_end_writes_the_zeros_of_the_gap_too() {
+        let mut ino = Inode::default();
+        ino.write(0, &[1; 1024]);
+        ino.sync_all();
+        ino.truncate(100); // not durable
+        ino.write(600, &[2; 10]);
+        assert_eq!(ino.data[100..600], [0; 500]);
+        let kept = ino.crash_content(&CrashPolicy::keep_all(), &mut SplitMix(0));
+        assert_eq!(
+            kept, ino.data,
+            "every write landed: the image reads as the file"
+        );
+        let dropped = ino.crash_content(&CrashPolicy::drop_all(), &mut SplitMix(0));
+        assert_eq!(dropped, [1; 1024], "nothing landed: the durable bytes");
+        ino.sync_all();
+        assert_eq!(ino.durable, ino.data);
     }
 
     #[test]
