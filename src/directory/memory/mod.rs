@@ -43,6 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 mod handles;
 mod inode;
 mod policy;
+mod priors;
 
 use super::fault::{Fault, FaultPlan, OpKind};
 use super::path::{check_dir, check_file, join, parent};
@@ -307,16 +308,9 @@ impl MemoryDirectory {
         });
         let mut inodes = BTreeMap::new();
         for (ino, inode) in &st.inodes {
-            let content = inode.crash_content(policy, &mut rng);
-            if names.values().any(|e| *e == Entry::File(*ino)) {
-                inodes.insert(
-                    *ino,
-                    Inode {
-                        data: content.clone(),
-                        durable: content,
-                        ..Inode::default()
-                    },
-                );
+            let named = names.values().any(|e| *e == Entry::File(*ino));
+            if let Some(crashed) = inode.crashed(policy, &mut rng, named) {
+                inodes.insert(*ino, crashed);
             }
         }
         let state = State {
