@@ -154,7 +154,6 @@ impl Inode {
     /// The durable content sector `sector` had before the last barrier that
     /// changed it, within the current durable length (zeros if no barrier
     /// ever changed it).
-    #[allow(dead_code)] // until media faults use it
     pub(super) fn prior(&self, sector: u64) -> Vec<u8> {
         let mut p = self.priors.sector(sector).to_vec();
         p.resize(sector_bytes(&self.durable, sector).len(), 0);
@@ -162,12 +161,61 @@ impl Inode {
     }
 
     /// Whether a lost write on `sector` would change its durable content.
-    #[allow(dead_code)] // until media faults use it
+    #[allow(dead_code)] // until media faults are enumerated
     pub(super) fn has_distinct_prior(&self, sector: u64) -> bool {
         !same_content(
             self.priors.sector(sector),
             sector_bytes(&self.durable, sector),
         )
+    }
+
+    /// Media damage: durable bytes `offset..offset + bytes.len()` (within the
+    /// durable length) become `bytes`; reads see them wherever the current
+    /// length covers them, and no unsynced write over them remains. Priors
+    /// are left as they are.
+    pub(super) fn damage(&mut self, offset: u64, bytes: &[u8]) {
+        let (a, b) = (offset as usize, offset as usize + bytes.len());
+        self.durable[a..b].copy_from_slice(bytes);
+        let seen = b.min(self.data.len()).max(a);
+        self.data[a..seen].copy_from_slice(&bytes[..seen - a]);
+        self.drop_unsynced(a as u64, b as u64);
+    }
+
+    /// Media damage: the durable length becomes `len`, cut short or extended
+    /// with `fill`. Reads see the same: a cut file reads no further than
+    /// `len`, an extended one reads its durable bytes up to `len`. Priors of
+    /// cut bytes are forgotten.
+    pub(super) fn damage_len(&mut self, len: u64, fill: u8) {
+        let (old, len) = (self.durable.len(), len as usize);
+        if len < old {
+            self.durable.truncate(len);
+            self.truncate(len as u64);
+            self.forget_priors_past_end();
+            return;
+        }
+        self.durable.resize(len, fill);
+        let from = self.data.len().min(old);
+        if self.data.len() < len {
+            self.data.resize(len, 0);
+        }
+        self.data[from..len].copy_from_slice(&self.durable[from..len]);
+        self.drop_unsynced(from as u64, len as u64);
+    }
+
+    /// A file that holds `bytes`, written and durable, with no unsynced
+    /// write and zeros as every sector's prior.
+    pub(super) fn holding(bytes: &[u8]) -> Inode {
+        Inode {
+            data: bytes.to_vec(),
+            durable: bytes.to_vec(),
+            ..Inode::default()
+        }
+    }
+
+    /// Forgets unsynced (pending and limbo) writes over `a..b`.
+    fn drop_unsynced(&mut self, a: u64, b: u64) {
+        self.pending = split_out(std::mem::take(&mut self.pending), a, b);
+        self.limbo = split_out(std::mem::take(&mut self.limbo), a, b);
     }
 
     /// A barrier over `offset..offset+len` failed: its writes go to limbo.

@@ -28,6 +28,18 @@
 //!   pages are then marked clean);
 //! - nothing that was durable ever changes.
 //!
+//! # Media faults
+//!
+//! The second fault model is damage to what *was* made durable, by a disk, a
+//! file system or an operator: [`MemoryDirectory::apply_media_fault`] applies
+//! a [`MediaFault`] — bits flipped, a lost write (a range back at its
+//! content before the last barrier that changed it), a misdirected write (a
+//! write's bytes landing at another offset or in another file), a file cut
+//! short or extended, a foreign file — to the durable state and to what
+//! reads see. For lost and misdirected writes, every file remembers, per
+//! sector, the durable content before the last barrier that changed it;
+//! crash images and [`MemoryDirectory::snapshot`]s carry it along.
+//!
 //! # Crash points and faults
 //!
 //! Every mutating operation is counted and logged ([`MemoryDirectory::op_log`]).
@@ -42,6 +54,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 mod handles;
 mod inode;
+mod media;
 mod policy;
 mod priors;
 
@@ -51,6 +64,7 @@ use super::{DirLock, Directory, ReadMap, Region, WritableFile};
 use crate::error::{Error, IoOp, Result};
 use handles::{MemFile, MemLock, MemRegion};
 use inode::Inode;
+pub use media::MediaFault;
 pub use policy::CrashPolicy;
 
 /// The sector size at which unsynced writes may tear.

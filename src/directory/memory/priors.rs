@@ -24,13 +24,12 @@ pub(super) struct Priors {
 
 impl Priors {
     /// How far prior bytes are recorded; zeros beyond.
-    #[allow(dead_code)] // until media faults use it
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.len
     }
 
     /// The recorded bytes of `sector` (shorter at `len`, empty past it).
-    #[allow(dead_code)] // until media faults use it
     pub(super) fn sector(&self, sector: u64) -> &[u8] {
         let s0 = sector as usize * SECTOR;
         if s0 >= self.len {
