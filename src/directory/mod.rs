@@ -38,7 +38,7 @@ use crate::mmap::ReadOnlyMap;
 
 pub use fault::{Fault, FaultErrno, OpKind};
 pub use fs::FsDirectory;
-pub use memory::{CrashPolicy, MediaFault, MemoryDirectory, OpRecord};
+pub use memory::{CrashPolicy, MediaFault, MediaFaultSet, MemoryDirectory, OpRecord};
 
 /// A directory of files with explicit durability.
 ///

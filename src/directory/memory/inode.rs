@@ -161,7 +161,6 @@ impl Inode {
     }
 
     /// Whether a lost write on `sector` would change its durable content.
-    #[allow(dead_code)] // until media faults are enumerated
     pub(super) fn has_distinct_prior(&self, sector: u64) -> bool {
         !same_content(
             self.priors.sector(sector),

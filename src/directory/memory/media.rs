@@ -2,9 +2,11 @@
 //! that were made durable.
 
 use std::fmt;
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use super::inode::Inode;
+use super::policy::SplitMix;
 use super::{Entry, MemoryDirectory, State, SECTOR_SIZE_BYTES};
 use crate::directory::check_range;
 use crate::directory::path::{check_file, parent};
@@ -240,6 +242,298 @@ impl MemoryDirectory {
         Ok(())
     }
 }
+
+/// Which media faults [`MediaFault::enumerate`] lists for one file: empty
+/// from [`new`](MediaFaultSet::new), each method adds a family. Faults come
+/// out in the order of the families below, each family in offset order.
+///
+/// ```
+/// use zerodur::{Directory, MediaFault, MediaFaultSet, MemoryDirectory};
+///
+/// let dir = MemoryDirectory::new();
+/// dir.atomic_write("f", &[7; 1000])?;
+/// let set = MediaFaultSet::new()
+///     .flips(.., 1, 0xFF) // every byte inverted
+///     .truncations(1) // every shorter length
+///     .extension(10, 0); // ten more zeros
+/// assert_eq!(MediaFault::enumerate(&dir, "f", &set)?.len(), 1000 + 1000 + 1);
+/// # Ok::<(), zerodur::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaFaultSet {
+    flips: Vec<(u64, u64, u64, u8)>,
+    lost_writes: bool,
+    misdirected_writes: bool,
+    truncation_step: Option<u64>,
+    extensions: Vec<(u64, u8)>,
+    foreign: Vec<Vec<u8>>,
+}
+
+impl MediaFaultSet {
+    /// No fault at all.
+    pub fn new() -> MediaFaultSet {
+        MediaFaultSet::default()
+    }
+
+    /// Every `stride`-th byte of `range` (from its start, within the file)
+    /// with the bits of `mask` flipped: `(.., 1, 0xFF)` inverts every byte
+    /// in turn, `(64.., 97, 0x01)` flips the low bit of a payload byte every
+    /// 97. A `stride` of 0 counts as 1; a zero `mask` adds nothing.
+    pub fn flips(mut self, range: impl RangeBounds<u64>, stride: u64, mask: u8) -> MediaFaultSet {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => u64::MAX,
+        };
+        if mask != 0 {
+            self.flips.push((start, end, stride.max(1), mask));
+        }
+        self
+    }
+
+    /// Every sector lost: a [`LostWrite`](MediaFault::LostWrite) of each
+    /// sector whose prior content differs from its content (the others
+    /// would not change).
+    pub fn lost_writes(mut self) -> MediaFaultSet {
+        self.lost_writes = true;
+        self
+    }
+
+    /// Every sector misdirected: to the next sector of the file, and to the
+    /// same offset of each other file of the same folder (as much of the
+    /// sector as fits there).
+    pub fn misdirected_writes(mut self) -> MediaFaultSet {
+        self.misdirected_writes = true;
+        self
+    }
+
+    /// The file cut short to every `step`-th length below its length: 0,
+    /// `step`, `2 × step`… A `step` of 0 counts as 1.
+    pub fn truncations(mut self, step: u64) -> MediaFaultSet {
+        self.truncation_step = Some(step.max(1));
+        self
+    }
+
+    /// The file extended by `by` bytes (at least 1), each `fill`.
+    pub fn extension(mut self, by: u64, fill: u8) -> MediaFaultSet {
+        self.extensions.push((by.max(1), fill));
+        self
+    }
+
+    /// The file's content replaced by `bytes` (a foreign file under its
+    /// name). Foreign files under other names are built directly as
+    /// [`MediaFault::Foreign`].
+    pub fn foreign(mut self, bytes: impl Into<Vec<u8>>) -> MediaFaultSet {
+        self.foreign.push(bytes.into());
+        self
+    }
+}
+
+impl MediaFault {
+    /// Every fault of `set` on file `path` of `dir`, as `dir` is now (offsets
+    /// refer to its durable content), in a stable order: apply each to a
+    /// fresh [`snapshot`](MemoryDirectory::snapshot) of `dir`, print the one
+    /// that breaks something, replay it later.
+    ///
+    /// Errors: [`Error::InvalidPath`], and [`Error::NotFound`] for a missing
+    /// file.
+    ///
+    /// ```
+    /// use zerodur::{Directory, MediaFault, MediaFaultSet, MemoryDirectory};
+    ///
+    /// let dir = MemoryDirectory::new();
+    /// dir.atomic_write("f", b"checksummed")?;
+    /// for fault in MediaFault::enumerate(&dir, "f", &MediaFaultSet::new().flips(.., 1, 0x01))? {
+    ///     let damaged = dir.snapshot();
+    ///     damaged.apply_media_fault(&fault)?;
+    ///     assert_ne!(damaged.read("f")?, b"checksummed", "{fault}");
+    /// }
+    /// # Ok::<(), zerodur::Error>(())
+    /// ```
+    pub fn enumerate(
+        dir: &MemoryDirectory,
+        path: &str,
+        set: &MediaFaultSet,
+    ) -> Result<Vec<MediaFault>> {
+        let st = dir.lock_state();
+        let (ino, size) = durable_file(&st, path)?;
+        let inode = &st.inodes[&ino];
+        let sectors = size.div_ceil(SECTOR_SIZE_BYTES);
+        let sector_len = |s: u64| (size - s * SECTOR_SIZE_BYTES).min(SECTOR_SIZE_BYTES);
+        let p = || path.to_owned();
+        let mut out = Vec::new();
+        for &(start, end, stride, mask) in &set.flips {
+            for offset in (start..end.min(size)).step_by(stride as usize) {
+                out.push(MediaFault::FlipBits {
+                    path: p(),
+                    offset,
+                    mask,
+                });
+            }
+        }
+        if set.lost_writes {
+            for s in (0..sectors).filter(|&s| inode.has_distinct_prior(s)) {
+                out.push(MediaFault::LostWrite {
+                    path: p(),
+                    offset: s * SECTOR_SIZE_BYTES,
+                    len: sector_len(s),
+                });
+            }
+        }
+        if set.misdirected_writes {
+            let neighbours: Vec<(&String, u64)> = st
+                .names
+                .iter()
+                .filter_map(|(other, e)| match e {
+                    Entry::File(i) if other != path && parent(other) == parent(path) => {
+                        Some((other, st.inodes[i].durable.len() as u64))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for s in 0..sectors {
+                let (offset, len) = (s * SECTOR_SIZE_BYTES, sector_len(s));
+                let misdirect = |to_path: &str, to_offset, len| MediaFault::Misdirected {
+                    path: p(),
+                    offset,
+                    len,
+                    to_path: to_path.to_owned(),
+                    to_offset,
+                };
+                if offset + SECTOR_SIZE_BYTES + len <= size {
+                    out.push(misdirect(path, offset + SECTOR_SIZE_BYTES, len));
+                }
+                for &(other, other_size) in &neighbours {
+                    if offset < other_size {
+                        out.push(misdirect(other, offset, len.min(other_size - offset)));
+                    }
+                }
+            }
+        }
+        if let Some(step) = set.truncation_step {
+            for len in (0..size).step_by(step as usize) {
+                out.push(MediaFault::Truncate { path: p(), len });
+            }
+        }
+        for &(by, fill) in &set.extensions {
+            out.push(MediaFault::Extend {
+                path: p(),
+                len: size.saturating_add(by),
+                fill,
+            });
+        }
+        for bytes in &set.foreign {
+            out.push(MediaFault::Foreign {
+                path: p(),
+                bytes: bytes.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A reproducible random fault somewhere in `dir`'s files, as `dir` is
+    /// now: the same seed on the same directory state gives the same fault.
+    /// The file, the kind of fault and its place are drawn from `seed`; a
+    /// kind that cannot apply to the chosen file (a lost write where no
+    /// sector has a prior of its own, a bit flip in an empty file) gives way
+    /// to the next. `None` if `dir` has no file.
+    ///
+    /// ```
+    /// use zerodur::{Directory, MediaFault, MemoryDirectory};
+    ///
+    /// let dir = MemoryDirectory::new();
+    /// dir.atomic_write("f", &[1; 4096])?;
+    /// for seed in 0..100 {
+    ///     let fault = MediaFault::seeded(&dir, seed).expect("a file exists");
+    ///     assert_eq!(MediaFault::seeded(&dir, seed), Some(fault.clone()));
+    ///     dir.snapshot().apply_media_fault(&fault)?;
+    /// }
+    /// # Ok::<(), zerodur::Error>(())
+    /// ```
+    pub fn seeded(dir: &MemoryDirectory, seed: u64) -> Option<MediaFault> {
+        let st = dir.lock_state();
+        let files: Vec<(&String, &Inode)> = st
+            .names
+            .iter()
+            .filter_map(|(p, e)| match e {
+                Entry::File(i) => Some((p, &*st.inodes[i])),
+                _ => None,
+            })
+            .collect();
+        let mut rng = SplitMix(seed);
+        let (path, inode) = *files.get(rng.below(files.len() as u64) as usize)?;
+        let size = inode.durable.len() as u64;
+        let sectors = size.div_ceil(SECTOR_SIZE_BYTES);
+        let p = || path.clone();
+        let first = rng.below(KINDS);
+        (first..first + KINDS).find_map(|kind| match kind % KINDS {
+            0 if size > 0 => Some(MediaFault::FlipBits {
+                path: p(),
+                offset: rng.below(size),
+                mask: 1 << rng.below(8),
+            }),
+            1 => {
+                let lost: Vec<u64> = (0..sectors)
+                    .filter(|&s| inode.has_distinct_prior(s))
+                    .collect();
+                let s = *lost.get(rng.below(lost.len() as u64) as usize)?;
+                let offset = s * SECTOR_SIZE_BYTES;
+                Some(MediaFault::LostWrite {
+                    path: p(),
+                    offset,
+                    len: (size - offset).min(SECTOR_SIZE_BYTES),
+                })
+            }
+            2 if size > 0 => {
+                let offset = rng.below(sectors) * SECTOR_SIZE_BYTES;
+                let len = (size - offset).min(SECTOR_SIZE_BYTES);
+                let (to_path, to) = files[rng.below(files.len() as u64) as usize];
+                let to_size = to.durable.len() as u64;
+                // A sector-aligned place in the target, not the source itself.
+                let places = (to_size.checked_sub(len)? / SECTOR_SIZE_BYTES) + 1;
+                let mut to_offset = rng.below(places) * SECTOR_SIZE_BYTES;
+                if to_path == path && to_offset == offset {
+                    to_offset = (to_offset + SECTOR_SIZE_BYTES) % (places * SECTOR_SIZE_BYTES);
+                }
+                (to_path != path || to_offset != offset).then(|| MediaFault::Misdirected {
+                    path: p(),
+                    offset,
+                    len,
+                    to_path: to_path.clone(),
+                    to_offset,
+                })
+            }
+            3 if size > 0 => Some(MediaFault::Truncate {
+                path: p(),
+                len: rng.below(size),
+            }),
+            4 => Some(MediaFault::Extend {
+                path: p(),
+                len: size + 1 + rng.below(2 * SECTOR_SIZE_BYTES),
+                fill: if rng.below(2) == 0 {
+                    0
+                } else {
+                    rng.next() as u8
+                },
+            }),
+            5 => Some(MediaFault::Foreign {
+                path: p(),
+                bytes: (0..rng.below(size + SECTOR_SIZE_BYTES + 1))
+                    .map(|_| rng.next() as u8)
+                    .collect(),
+            }),
+            _ => None,
+        })
+    }
+}
+
+/// How many kinds of fault [`MediaFault::seeded`] draws from.
+const KINDS: u64 = 6;
 
 /// The inode of file `path` and its durable length.
 fn durable_file(st: &State, path: &str) -> Result<(u64, u64)> {
@@ -583,6 +877,114 @@ mod tests {
         assert_eq!(copy.read("r").unwrap(), [0; 2 * S]);
         assert_eq!(d.read("r").unwrap(), [8; 2 * S]);
         assert_eq!(d.durable_bytes("r").unwrap(), [8; 2 * S]);
+    }
+
+    /// `w/a`: 4 sectors, the first two rewritten; `w/b`: 1000 bytes; `w/c`:
+    /// 100 bytes; `x/d` in another folder.
+    fn folder() -> MemoryDirectory {
+        let d = MemoryDirectory::new();
+        d.create_dir_all("w").unwrap();
+        d.create_dir_all("x").unwrap();
+        d.sync_dir("").unwrap();
+        let mut a = region(&d, "w/a", 4);
+        put(&mut a, 0, &[1; 2 * S]);
+        d.atomic_write("w/b", &[2; 1000]).unwrap();
+        d.atomic_write("w/c", &[3; 100]).unwrap();
+        d.atomic_write("x/d", &[4; 4 * S]).unwrap();
+        d
+    }
+
+    #[test]
+    fn enumeration_lists_each_family_in_order() {
+        let d = folder();
+        let count = |set: MediaFaultSet| MediaFault::enumerate(&d, "w/a", &set).unwrap().len();
+        let new = MediaFaultSet::new;
+        assert_eq!(count(new()), 0);
+        assert_eq!(count(new().flips(.., 1, 0xFF)), 4 * S);
+        assert_eq!(count(new().flips(64.., 97, 0x01)), 21);
+        assert_eq!(count(new().flips(10..=19, 0, 0x01)), 10);
+        assert_eq!(count(new().flips(.., 1, 0)), 0);
+        assert_eq!(count(new().lost_writes()), 2, "only the rewritten sectors");
+        assert_eq!(count(new().misdirected_writes()), 3 + 3);
+        assert_eq!(count(new().truncations(1)), 4 * S);
+        assert_eq!(count(new().truncations(S as u64)), 4);
+        assert_eq!(count(new().extension(10, 0).extension(1, 0xFF)), 2);
+        assert_eq!(count(new().foreign(*b"x")), 1);
+
+        let set = new()
+            .foreign(*b"x")
+            .extension(10, 0)
+            .truncations(S as u64)
+            .misdirected_writes()
+            .lost_writes()
+            .flips(5..7, 1, 0x80);
+        let all = MediaFault::enumerate(&d, "w/a", &set).unwrap();
+        let text: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "bits 0x80 of byte 5 of `w/a` flipped",
+                "bits 0x80 of byte 6 of `w/a` flipped",
+                "lost write: bytes 0..512 of `w/a` hold their previous content",
+                "lost write: bytes 512..1024 of `w/a` hold their previous content",
+                "misdirected write: bytes 0..512 of `w/a` landed at 512..1024 of `w/a`",
+                "misdirected write: bytes 0..512 of `w/a` landed at 0..512 of `w/b`",
+                "misdirected write: bytes 0..100 of `w/a` landed at 0..100 of `w/c`",
+                "misdirected write: bytes 512..1024 of `w/a` landed at 1024..1536 of `w/a`",
+                "misdirected write: bytes 512..1000 of `w/a` landed at 512..1000 of `w/b`",
+                "misdirected write: bytes 1024..1536 of `w/a` landed at 1536..2048 of `w/a`",
+                "`w/a` cut short to 0 bytes",
+                "`w/a` cut short to 512 bytes",
+                "`w/a` cut short to 1024 bytes",
+                "`w/a` cut short to 1536 bytes",
+                "`w/a` extended to 2058 bytes with 0x00",
+                "foreign file of 1 bytes at `w/a`",
+            ]
+        );
+        let mut unchanged = Vec::new();
+        for fault in &all {
+            let copy = d.snapshot();
+            copy.apply_media_fault(fault)
+                .unwrap_or_else(|e| panic!("{fault}: {e}"));
+            if copy.read("w/a").unwrap() == d.read("w/a").unwrap() {
+                unchanged.push(fault.to_string());
+            }
+        }
+        assert_eq!(unchanged, [text[9].clone()], "only zeros moved over zeros");
+        assert!(MediaFault::enumerate(&d, "w/zz", &set)
+            .unwrap_err()
+            .is_not_found());
+    }
+
+    #[test]
+    fn seeded_faults_are_reproducible_varied_and_applicable() {
+        assert_eq!(MediaFault::seeded(&MemoryDirectory::new(), 1), None);
+        let d = folder();
+        let copy = d.snapshot();
+        let mut kinds = std::collections::HashSet::new();
+        let mut distinct = std::collections::BTreeSet::new();
+        for seed in 0..600 {
+            let fault = MediaFault::seeded(&d, seed).unwrap();
+            assert_eq!(MediaFault::seeded(&d, seed).as_ref(), Some(&fault));
+            assert_eq!(MediaFault::seeded(&copy, seed).as_ref(), Some(&fault));
+            let damaged = d.snapshot();
+            damaged
+                .apply_media_fault(&fault)
+                .unwrap_or_else(|e| panic!("seed {seed}: {fault}: {e}"));
+            let again = d.snapshot();
+            again.apply_media_fault(&fault).unwrap();
+            for path in damaged.files() {
+                assert_eq!(damaged.read(&path).unwrap(), again.read(&path).unwrap());
+            }
+            kinds.insert(std::mem::discriminant(&fault));
+            distinct.insert(format!("{fault:?}"));
+        }
+        assert_eq!(kinds.len(), 6, "every kind of fault is drawn");
+        assert!(
+            distinct.len() > 400,
+            "only {} distinct faults",
+            distinct.len()
+        );
     }
 
     #[test]

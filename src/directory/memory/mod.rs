@@ -40,6 +40,13 @@
 //! sector, the durable content before the last barrier that changed it;
 //! crash images and [`MemoryDirectory::snapshot`]s carry it along.
 //!
+//! Faults are values: [`MediaFault::seeded`] draws a reproducible one
+//! anywhere in a directory, [`MediaFault::enumerate`] lists every fault of a
+//! [`MediaFaultSet`] on one file (each byte flipped, each sector lost or
+//! misdirected, each shorter length…). Apply each to a fresh
+//! [`snapshot`](MemoryDirectory::snapshot), print the one that breaks
+//! something, and replay it.
+//!
 //! # Crash points and faults
 //!
 //! Every mutating operation is counted and logged ([`MemoryDirectory::op_log`]).
@@ -64,7 +71,7 @@ use super::{DirLock, Directory, ReadMap, Region, WritableFile};
 use crate::error::{Error, IoOp, Result};
 use handles::{MemFile, MemLock, MemRegion};
 use inode::Inode;
-pub use media::MediaFault;
+pub use media::{MediaFault, MediaFaultSet};
 pub use policy::CrashPolicy;
 
 /// The sector size at which unsynced writes may tear.
