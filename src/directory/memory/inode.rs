@@ -175,8 +175,12 @@ impl Inode {
     pub(super) fn damage(&mut self, offset: u64, bytes: &[u8]) {
         let (a, b) = (offset as usize, offset as usize + bytes.len());
         self.durable[a..b].copy_from_slice(bytes);
-        let seen = b.min(self.data.len()).max(a);
-        self.data[a..seen].copy_from_slice(&bytes[..seen - a]);
+        // A file shorter now than durable (an unsynced truncation) shows
+        // only what it still reaches.
+        let seen = b.min(self.data.len());
+        if a < seen {
+            self.data[a..seen].copy_from_slice(&bytes[..seen - a]);
+        }
         self.drop_unsynced(a as u64, b as u64);
     }
 
