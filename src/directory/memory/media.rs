@@ -23,6 +23,33 @@ use crate::error::{Error, Result};
 /// let fault = MediaFault::FlipBits { path: "wal/00000001".into(), offset: 70, mask: 0x04 };
 /// assert_eq!(fault.to_string(), "bits 0x04 of byte 70 of `wal/00000001` flipped");
 /// ```
+///
+/// A sweep: does your own integrity check see every flipped bit?
+///
+/// ```
+/// use zerodur::{Directory, MediaFault, MediaFaultSet, MemoryDirectory};
+///
+/// // A format of your own: the payload, then a one-byte sum of it.
+/// fn seal(payload: &[u8]) -> Vec<u8> {
+///     let sum = payload.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+///     [payload, &[sum]].concat()
+/// }
+/// fn check(bytes: &[u8]) -> bool {
+///     bytes.split_last().is_some_and(|(sum, payload)| seal(payload).last() == Some(sum))
+/// }
+///
+/// let dir = MemoryDirectory::new();
+/// dir.atomic_write("settings", &seal(b"retries=3"))?;
+/// // Every byte with its lowest bit flipped, each on a fresh copy.
+/// let flips = MediaFaultSet::new().flips(.., 1, 0x01);
+/// for fault in MediaFault::enumerate(&dir, "settings", &flips)? {
+///     let damaged = dir.snapshot();
+///     damaged.apply_media_fault(&fault)?;
+///     assert!(!check(&damaged.read("settings")?), "not detected: {fault}");
+/// }
+/// assert!(check(&dir.read("settings")?));
+/// # Ok::<(), zerodur::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum MediaFault {

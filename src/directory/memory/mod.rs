@@ -45,7 +45,7 @@
 //! [`MediaFaultSet`] on one file (each byte flipped, each sector lost or
 //! misdirected, each shorter length…). Apply each to a fresh
 //! [`snapshot`](MemoryDirectory::snapshot), print the one that breaks
-//! something, and replay it.
+//! something, and replay it; [`MediaFault`] shows a whole sweep.
 //!
 //! # Crash points and faults
 //!
@@ -79,8 +79,10 @@ pub const SECTOR_SIZE_BYTES: u64 = 512;
 /// The page size at which region flushes (`msync`) operate.
 pub const PAGE_SIZE_BYTES: u64 = 4096;
 
-/// An in-memory [`Directory`] with a power-loss simulator. Clones share the
-/// same state.
+/// An in-memory [`Directory`] with a power-loss simulator
+/// ([`crash_image`](MemoryDirectory::crash_image)) and a media-fault one
+/// ([`apply_media_fault`](MemoryDirectory::apply_media_fault)). Clones share
+/// the same state; [`snapshot`](MemoryDirectory::snapshot) copies it.
 ///
 /// ```
 /// use zerodur::{CrashPolicy, Directory, MemoryDirectory};
