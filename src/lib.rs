@@ -10,7 +10,7 @@
 //! | [`recover`] | the newest valid checkpoint plus the WAL after it |
 //! | [`publish`] | crash-safe checkpoint publish, WAL truncation, checkpoint pruning |
 //! | [`recordlog`] | a single-file, CRC-framed append log for metadata |
-//! | [`directory`] | the [`Directory`] trait, [`FsDirectory`], and [`MemoryDirectory`] with its power-loss simulator |
+//! | [`directory`] | the [`Directory`] trait, [`FsDirectory`], and [`MemoryDirectory`] with its power-loss and media-fault simulators |
 //! | `async_dir` | (feature `async`) an async directory trait and a tokio bridge |
 //!
 //! The bytes on disk are specified in `FORMAT.md`; every error is an
@@ -68,8 +68,8 @@ pub mod wal;
 
 pub use checkpoint::{list_checkpoints, Checkpoint, CheckpointBytes, CheckpointName};
 pub use directory::{
-    CrashPolicy, DirLock, Directory, Fault, FaultErrno, FsDirectory, MemoryDirectory, OpKind,
-    OpRecord, ReadMap, Region, RegionFlush, WritableFile,
+    CrashPolicy, DirLock, Directory, Fault, FaultErrno, FsDirectory, MediaFault, MediaFaultSet,
+    MemoryDirectory, OpKind, OpRecord, ReadMap, Region, RegionFlush, WritableFile,
 };
 pub use error::{CorruptKind, Error, IoOp, Result};
 pub use recordlog::{RecordLog, RecordLogMode, RecordLogOptions, Records};

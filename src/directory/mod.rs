@@ -46,7 +46,7 @@ use crate::mmap::ReadOnlyMap;
 
 pub use fault::{Fault, FaultErrno, OpKind};
 pub use fs::FsDirectory;
-pub use memory::{CrashPolicy, MemoryDirectory, OpRecord};
+pub use memory::{CrashPolicy, MediaFault, MediaFaultSet, MemoryDirectory, OpRecord};
 
 /// A directory of files with explicit durability.
 ///

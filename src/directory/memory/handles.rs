@@ -45,8 +45,8 @@ impl WritableFile for MemFile {
     }
 
     fn len(&self) -> u64 {
-        let mut st = self.dir.lock_state();
-        st.inode(self.ino).data.len() as u64
+        let st = self.dir.lock_state();
+        st.inodes.get(&self.ino).map_or(0, |i| i.data.len() as u64)
     }
 }
 

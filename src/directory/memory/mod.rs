@@ -30,6 +30,25 @@
 //!   pages are then marked clean);
 //! - nothing that was durable ever changes.
 //!
+//! # Media faults
+//!
+//! The second fault model is damage to what *was* made durable, by a disk, a
+//! file system or an operator: [`MemoryDirectory::apply_media_fault`] applies
+//! a [`MediaFault`] — bits flipped, a lost write (a range back at its
+//! content before the last barrier that changed it), a misdirected write (a
+//! write's bytes landing at another offset or in another file), a file cut
+//! short or extended, a foreign file — to the durable state and to what
+//! reads see. For lost and misdirected writes, every file remembers, per
+//! sector, the durable content before the last barrier that changed it;
+//! crash images and [`MemoryDirectory::snapshot`]s carry it along.
+//!
+//! Faults are values: [`MediaFault::seeded`] draws a reproducible one
+//! anywhere in a directory, [`MediaFault::enumerate`] lists every fault of a
+//! [`MediaFaultSet`] on one file (each byte flipped, each sector lost or
+//! misdirected, each shorter length…). Apply each to a fresh
+//! [`snapshot`](MemoryDirectory::snapshot), print the one that breaks
+//! something, and replay it; [`MediaFault`] shows a whole sweep.
+//!
 //! # Crash points and faults
 //!
 //! Every mutating operation is counted and logged ([`MemoryDirectory::op_log`]).
@@ -45,7 +64,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 mod atomic;
 mod handles;
 mod inode;
+mod media;
 mod policy;
+mod priors;
 
 use super::fault::{Fault, FaultPlan, OpKind};
 use super::path::{check_dir, check_file, join, parent};
@@ -53,6 +74,7 @@ use super::{DirLock, Directory, ReadMap, Region, WritableFile};
 use crate::error::{Error, IoOp, Result};
 use handles::{MemFile, MemLock, MemRegion};
 use inode::Inode;
+pub use media::{MediaFault, MediaFaultSet};
 pub use policy::CrashPolicy;
 
 /// The sector size at which unsynced writes may tear.
@@ -60,8 +82,10 @@ pub const SECTOR_SIZE_BYTES: u64 = 512;
 /// The page size at which region flushes (`msync`) operate.
 pub const PAGE_SIZE_BYTES: u64 = 4096;
 
-/// An in-memory [`Directory`] with a power-loss simulator. Clones share the
-/// same state.
+/// An in-memory [`Directory`] with a power-loss simulator
+/// ([`crash_image`](MemoryDirectory::crash_image)) and a media-fault one
+/// ([`apply_media_fault`](MemoryDirectory::apply_media_fault)). Clones share
+/// the same state; [`snapshot`](MemoryDirectory::snapshot) copies it.
 ///
 /// ```
 /// use zerodur::{CrashPolicy, Directory, MemoryDirectory};
@@ -144,7 +168,8 @@ impl DirOp {
 
 #[derive(Debug, Default)]
 struct State {
-    inodes: BTreeMap<u64, Inode>,
+    /// Shared copy-on-write with [`MemoryDirectory::snapshot`]s.
+    inodes: BTreeMap<u64, Arc<Inode>>,
     next_inode: u64,
     names: BTreeMap<String, Entry>,
     durable_names: BTreeMap<String, Entry>,
@@ -194,12 +219,13 @@ impl State {
 
     fn new_inode(&mut self) -> u64 {
         self.next_inode += 1;
-        self.inodes.insert(self.next_inode, Inode::default());
+        self.inodes
+            .insert(self.next_inode, Arc::new(Inode::default()));
         self.next_inode
     }
 
     fn inode(&mut self, ino: u64) -> &mut Inode {
-        self.inodes.entry(ino).or_default()
+        Arc::make_mut(self.inodes.entry(ino).or_default())
     }
 
     fn link(&mut self, path: &str, entry: Entry) {
@@ -338,16 +364,9 @@ impl MemoryDirectory {
         });
         let mut inodes = BTreeMap::new();
         for (ino, inode) in &st.inodes {
-            let content = inode.crash_content(policy, &mut rng);
-            if names.values().any(|e| *e == Entry::File(*ino)) {
-                inodes.insert(
-                    *ino,
-                    Inode {
-                        data: content.clone(),
-                        durable: content,
-                        ..Inode::default()
-                    },
-                );
+            let named = names.values().any(|e| *e == Entry::File(*ino));
+            if let Some(crashed) = inode.crashed(policy, &mut rng, named) {
+                inodes.insert(*ino, Arc::new(crashed));
             }
         }
         let state = State {
@@ -363,6 +382,69 @@ impl MemoryDirectory {
                 ..Shared::default()
             }),
         }
+    }
+
+    /// An exact copy of this directory as it is now, independent of it: the
+    /// same names (durable and pending), the same bytes (written, durable,
+    /// unsynced writes in order, writes in limbo) and the same prior content
+    /// of every sector, so a crash image of the copy or a media fault on it
+    /// gives exactly what it would here. Files are shared copy-on-write: a
+    /// snapshot costs about as much as copying the names, and a change to a
+    /// file in either directory copies that one file.
+    ///
+    /// Like a crash image, the copy holds no locks and no injected faults,
+    /// is not halted, and starts its operation count and log at zero. Handles
+    /// opened on this directory keep working on this directory only.
+    ///
+    /// ```
+    /// use zerodur::{Directory, MemoryDirectory};
+    ///
+    /// let dir = MemoryDirectory::new();
+    /// dir.atomic_write("f", b"original")?;
+    /// let copy = dir.snapshot();
+    /// copy.atomic_write("f", b"changed")?;
+    /// assert_eq!(dir.read("f")?, b"original");
+    /// assert_eq!(copy.read("f")?, b"changed");
+    /// # Ok::<(), zerodur::Error>(())
+    /// ```
+    pub fn snapshot(&self) -> MemoryDirectory {
+        let st = self.lock_state();
+        let state = State {
+            inodes: st.inodes.clone(),
+            next_inode: st.next_inode,
+            names: st.names.clone(),
+            durable_names: st.durable_names.clone(),
+            pending_ops: st.pending_ops.clone(),
+            ..State::default()
+        };
+        MemoryDirectory {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                faults: FaultPlan::default(),
+            }),
+        }
+    }
+
+    /// Every file's path, sorted: the names reads see now, durable or not
+    /// (directories are left out).
+    ///
+    /// ```
+    /// use zerodur::{Directory, MemoryDirectory};
+    ///
+    /// let dir = MemoryDirectory::new();
+    /// dir.create_dir_all("wal")?;
+    /// dir.atomic_write("wal/b", b"")?;
+    /// dir.atomic_write("a", b"")?;
+    /// assert_eq!(dir.files(), ["a", "wal/b"]);
+    /// # Ok::<(), zerodur::Error>(())
+    /// ```
+    pub fn files(&self) -> Vec<String> {
+        let st = self.lock_state();
+        st.names
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::File(_)))
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     fn open_file(&self, path: &str, truncate: bool) -> Result<Box<dyn WritableFile>> {
@@ -676,4 +758,83 @@ fn sync_inode(
         Some((o, l)) => inode.sync_range(o, l),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files, durable and pending names, unsynced writes and priors.
+    fn busy() -> MemoryDirectory {
+        let d = MemoryDirectory::new();
+        d.create_dir_all("w").unwrap();
+        d.sync_dir("").unwrap();
+        d.atomic_write("w/a", &[1; 1500]).unwrap();
+        let mut f = d.create("w/a").unwrap(); // the same file, rewritten
+        f.write_all(&[2; 1500]).unwrap();
+        f.sync().unwrap();
+        f.write_all(&[3; 700]).unwrap(); // unsynced
+        let mut r = d.create_region("w/r", 8192).unwrap();
+        d.sync_file("w/r").unwrap();
+        r.write_at(100, &[4; 600]).unwrap();
+        r.flush_range(0, 4096).unwrap();
+        r.write_at(5000, &[5; 10]).unwrap(); // unsynced
+        d.rename("w/a", "w/b").unwrap(); // pending
+        d
+    }
+
+    fn priors(d: &MemoryDirectory, path: &str) -> Vec<Vec<u8>> {
+        let st = d.lock_state();
+        let inode = &st.inodes[&st.file(path).unwrap()];
+        let sectors = (inode.durable.len() as u64).div_ceil(SECTOR_SIZE_BYTES);
+        (0..sectors).map(|s| inode.prior(s)).collect()
+    }
+
+    #[test]
+    fn a_snapshot_crashes_and_remembers_exactly_like_its_source() {
+        let d = busy();
+        let s = d.snapshot();
+        assert_eq!(s.files(), d.files());
+        for path in d.files() {
+            assert_eq!(s.read(&path).unwrap(), d.read(&path).unwrap());
+            assert_eq!(
+                s.durable_bytes(&path).unwrap(),
+                d.durable_bytes(&path).unwrap()
+            );
+            assert_eq!(priors(&s, &path), priors(&d, &path), "{path}");
+        }
+        assert_eq!(priors(&d, "w/b")[0], [1; 512], "the first life of w/a");
+        for seed in 0..32 {
+            let policy = CrashPolicy::seeded(seed);
+            let (a, b) = (d.crash_image(&policy), s.crash_image(&policy));
+            assert_eq!(a.files(), b.files(), "seed {seed}");
+            for path in a.files() {
+                assert_eq!(a.read(&path).unwrap(), b.read(&path).unwrap());
+                assert_eq!(priors(&a, &path), priors(&b, &path), "seed {seed}: {path}");
+            }
+        }
+        assert_eq!(s.op_count(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_and_its_source_change_independently() {
+        let d = busy();
+        let s = d.snapshot();
+        let before = (d.read("w/r").unwrap(), priors(&d, "w/r"));
+        s.sync_file("w/r").unwrap();
+        let mut r = s.open_region("w/r").unwrap();
+        r.write_at(0, &[9; 4096]).unwrap();
+        r.flush_range(0, 4096).unwrap();
+        s.remove("w/b").unwrap();
+        assert_eq!((d.read("w/r").unwrap(), priors(&d, "w/r")), before);
+        assert_eq!(d.files(), ["w/b", "w/r"]);
+        assert_eq!(d.durable_bytes("w/r").unwrap()[5000], 0, "unsynced here");
+
+        let mut f = d.open_append("w/b").unwrap();
+        f.write_all(b"more").unwrap();
+        f.sync().unwrap();
+        assert!(!s.exists("w/b").unwrap());
+        assert_eq!(s.read("w/r").unwrap()[..4096], [9; 4096]);
+        assert_eq!(s.durable_bytes("w/r").unwrap()[5000], 5);
+    }
 }
