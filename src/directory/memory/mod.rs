@@ -421,6 +421,7 @@ impl MemoryDirectory {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 faults: FaultPlan::default(),
+                atomic_writes: Mutex::default(),
             }),
         }
     }
