@@ -28,6 +28,7 @@
 mod wal_common;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -894,7 +895,10 @@ fn every_media_fault_gets_the_acknowledged_entries_or_a_typed_error() {
     let n = enumerate_record_log();
     println!("  record log: {n} states");
     total += n;
-    println!(
+    // Straight to the process's stderr, past the test harness's capture, so
+    // the count shows in every run of the test command.
+    let _ = writeln!(
+        std::io::stderr(),
         "media fault states checked: {total} ({:.1} s)",
         t.elapsed().as_secs_f64()
     );
