@@ -282,3 +282,56 @@ fn segment_age_counts_from_its_birth_across_reopens() {
         "a segment older than max_segment_age was never rotated: {segs:?}"
     );
 }
+
+/// A resume marker frame (kind 4) of `epoch` naming entry `id`, CRC fixed.
+fn marker(id: u64, epoch: u64) -> Vec<u8> {
+    let mut f = vec![0u8; FRAME_HEADER_LEN];
+    f[8] = KIND_RESUME;
+    f[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    f[16..24].copy_from_slice(&id.to_le_bytes());
+    f[24..32].copy_from_slice(&epoch.to_le_bytes());
+    fix_frame_crc(&mut f, 0);
+    f
+}
+
+/// fuzz `recovery_image`: a file found in the recycle pool whose header
+/// checks out but whose old frames carry epochs above every epoch of the
+/// log. Rotation reused it with the next epoch, and its old frames then
+/// passed for frames of a later session after the new segment's tail:
+/// proof of damage in a log that had just been written. A pooled file
+/// found at open is scanned before reuse, and the new epoch goes above its
+/// frames.
+#[test]
+fn a_pooled_file_with_frames_of_later_epochs_is_reused_above_them() {
+    let (base, want) = build(30);
+    let (_, d) = copy(&base);
+    let mut pooled = base.read(&seg_path(1)).unwrap();
+    pooled[16..24].copy_from_slice(&500u64.to_le_bytes());
+    fix_header_crc(&mut pooled);
+    let huge = u64::MAX - 100;
+    for (i, f) in [marker(1, huge), marker(1_000_000, huge + 1)]
+        .iter()
+        .enumerate()
+    {
+        let at = 2048 + i * 512;
+        pooled[at..at + FRAME_HEADER_LEN].copy_from_slice(f);
+    }
+    d.atomic_write(&format!("{WAL_DIR}/{:020}.free", 500), &pooled)
+        .unwrap();
+    let w = Wal::open(d.clone(), opts(SEG, 2)).unwrap();
+    let mut want = want;
+    let first = w.active_segment();
+    while w.active_segment() == first || w.stats().recycled_reuses == 0 {
+        let id = w.next_entry_id().get();
+        let p = payload(3, id, 300);
+        w.append(&p).unwrap();
+        want.push((id, p));
+    }
+    w.close().unwrap();
+    assert_entries(
+        &replay(&d, ReadMode::Strict).unwrap().0,
+        &want,
+        "after reuse",
+    );
+    Wal::open(d, opts(SEG, 2)).unwrap().close().unwrap();
+}

@@ -159,6 +159,19 @@ fn build(spec: &FileSpec) -> (String, Vec<u8>) {
     (name, file)
 }
 
+/// Every file of the WAL folder but the lock, with its bytes.
+fn contents(dir: &dyn Directory) -> BTreeMap<String, Vec<u8>> {
+    dir.list(WAL_DIR)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n != "LOCK")
+        .filter_map(|n| {
+            let bytes = dir.read(&format!("{WAL_DIR}/{n}")).ok()?;
+            Some((n, bytes))
+        })
+        .collect()
+}
+
 fn lengths(dir: &dyn Directory) -> BTreeMap<String, u64> {
     dir.list(WAL_DIR)
         .unwrap_or_default()
@@ -184,6 +197,7 @@ fuzz_target!(|image: Image| {
     check_modes_agree(&strict, &best);
 
     let before = lengths(&*dir);
+    let bytes_before = contents(&*dir);
     let opts = WalOptions::new(WAL_DIR)
         .segment_size_bytes(SEGMENT_SIZE_BYTES_MIN as u64)
         .recycle_capacity(2);
@@ -206,7 +220,15 @@ fuzz_target!(|image: Image| {
             _ => {}
         }
     }
-    let Ok(wal) = opened else { return };
+    // A refused open changes nothing: it never deletes, truncates or
+    // rewrites what it could not judge a crash to have left.
+    let Ok(wal) = opened else {
+        assert!(
+            contents(&*dir) == bytes_before,
+            "a refused Wal::open modified the folder"
+        );
+        return;
+    };
     let next = wal.next_entry_id();
     let id = match wal.append_durable(b"appended after recovery") {
         Ok(id) => id,

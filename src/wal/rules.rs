@@ -413,9 +413,10 @@ pub(crate) fn judge_end(
 
 /// Looks past the end at `from` (where entry `next` of `epoch` should have
 /// been) for a valid frame that could only have been written after that
-/// position was durable: one of a later epoch (a later epoch begins with a
-/// resume marker written once everything before it was durable), or one of
-/// `epoch` with a higher id whose durable watermark reaches `next`. Scans at
+/// position was durable: one of a later epoch continuing the log (a later
+/// epoch begins with a resume marker written once everything before it was
+/// durable, carrying an id at least `next`), or one of `epoch` with a higher
+/// id whose durable watermark reaches `next`. Scans at
 /// most `window` bytes. Returns the evidence's offset.
 pub(crate) fn durable_evidence(
     buf: &[u8],
@@ -433,7 +434,9 @@ pub(crate) fn durable_evidence(
         // Cheap filters before the CRC: kind byte and epoch.
         if plausible(buf, off) && u64_at(buf, off + FRAME_EPOCH_AT) >= epoch {
             if let Slot::Frame { header, .. } = decode_slot(buf, off) {
-                let later = header.epoch > epoch;
+                // A later session's marker (and its frames) continue the
+                // log: their ids are at least the expected one.
+                let later = header.epoch > epoch && header.entry.0 >= next;
                 let proves =
                     header.entry.0 > next && header.durable_watermark().is_some_and(|w| w >= next);
                 if later || proves {

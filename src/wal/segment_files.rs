@@ -2,6 +2,7 @@
 //! to files. The protocols and their crash analysis are in `FORMAT.md`
 //! ("Rotate", "Resume").
 
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::format::{
@@ -51,6 +52,9 @@ pub(super) struct Opener<'a> {
     pub(super) dir: &'a dyn Directory,
     pub(super) opts: &'a WalOptions,
     pub(super) pool_epoch: u64,
+    /// Pooled files this process did not retire (found at open): their
+    /// frames are scanned before reuse, see [`Opener::create`].
+    pub(super) unscanned_pool: &'a BTreeSet<SegmentId>,
 }
 
 impl Opener<'_> {
@@ -66,9 +70,23 @@ impl Opener<'_> {
     ) -> Result<Active> {
         let wal_dir = &self.opts.dir;
         let path = seg_path(wal_dir, id);
+        let mut epoch = epoch;
         let mut region = match recycled {
             Some(old) => {
-                self.dir.rename(&free_path(wal_dir, old), &path)?;
+                let from = free_path(wal_dir, old);
+                if self.unscanned_pool.contains(&old) {
+                    // IMPORTANT: the recycled file's old frames must all be
+                    // of older epochs than the new header's, or one could
+                    // pass for a frame of the new life (or for proof that
+                    // its end was durable). A file this process retired is
+                    // below the current epoch; one found in the pool at open
+                    // (whose header alone was checked) is scanned once.
+                    let newest = max_epoch_from(&self.dir.map_read(&from)?, SEGMENT_HEADER_LEN, 0);
+                    if newest >= epoch {
+                        epoch = successor(newest, &from, EPOCH_AT, EPOCH_RANGE)?;
+                    }
+                }
+                self.dir.rename(&from, &path)?;
                 self.dir.open_region(&path)?
             }
             None => self

@@ -1,5 +1,6 @@
 //! [`Wal`]: open or resume, append, sync, rotate.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -52,6 +53,8 @@ pub(super) struct State {
     pub(super) next_id: u64,
     /// Retired files available for reuse, oldest first.
     pub(super) pool: Vec<SegmentId>,
+    /// Pooled files found at open rather than retired by this process.
+    pub(super) unscanned_pool: BTreeSet<SegmentId>,
     /// Milliseconds since open of the last barrier (for `Interval`).
     last_sync_ms: u64,
     /// Entries appended since open (counted under the lock: no atomics on
@@ -132,10 +135,12 @@ impl Wal {
             EPOCH_AT,
             EPOCH_RANGE,
         )?;
+        let unscanned_pool: BTreeSet<SegmentId> = pool.iter().copied().collect();
         let opener = Opener {
             dir: &*dir,
             opts: &opts,
             pool_epoch,
+            unscanned_pool: &unscanned_pool,
         };
         let (active, next_id, pool) = match segments.last() {
             None => (
@@ -155,6 +160,7 @@ impl Wal {
                 active,
                 next_id,
                 pool,
+                unscanned_pool,
                 last_sync_ms: 0,
                 appends: 0,
                 bytes_appended: 0,
@@ -465,6 +471,7 @@ impl Wal {
             dir: &*self.dir,
             opts: &self.opts,
             pool_epoch: 0,
+            unscanned_pool: &st.unscanned_pool,
         };
         let recycled = opener.take_recyclable(&mut st.pool);
         st.active = opener.create(new_id, next_id, epoch, recycled)?;
