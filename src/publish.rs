@@ -108,6 +108,10 @@ pub struct Published {
 /// then truncates the WAL and prunes old checkpoints. See the module docs for
 /// the protocol.
 ///
+/// Cost beyond the write: each older checkpoint that retention looks at is
+/// loaded and validated once (a CRC pass and rkyv's checked access), since
+/// only checkpoints that load count as kept.
+///
 /// ```
 /// use std::sync::Arc;
 /// use zerodur::publish::{publish_checkpoint, PublishOptions};
