@@ -294,3 +294,42 @@ fn file_names_round_trip_for_many_ids() {
         .collect();
     assert_eq!(ids, [3, 20, 200, 1_000_000]);
 }
+
+/// Writers of one checkpoint name take turns: each `Ok` publishes a whole
+/// checkpoint of its own, the name always loads as one writer's value, and
+/// no temporary file is left behind (on both backends).
+#[test]
+fn concurrent_writes_of_one_checkpoint_publish_whole_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backends: [Arc<dyn Directory>; 2] = [
+        Arc::new(MemoryDirectory::new()),
+        Arc::new(FsDirectory::new(tmp.path()).unwrap()),
+    ];
+    for dir in backends {
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let dir = &dir;
+                s.spawn(move || {
+                    for round in 0..25u64 {
+                        let value: Vec<u64> =
+                            (0..2000).map(|i| t * 1_000_000 + round + i).collect();
+                        Checkpoint::write(&**dir, "same.zdc", 9, Some(round), &value).unwrap();
+                        let got = Checkpoint::<Vec<u64>>::load(&**dir, "same.zdc", 9).unwrap();
+                        let first = got[0].to_native();
+                        assert!(
+                            got.iter()
+                                .enumerate()
+                                .all(|(i, v)| v.to_native() == first + i as u64),
+                            "a checkpoint mixing two writers' bytes"
+                        );
+                    }
+                });
+            }
+        });
+        let names = dir.list("").unwrap();
+        assert!(
+            names.iter().all(|n| n == "same.zdc"),
+            "leftover files: {names:?}"
+        );
+    }
+}

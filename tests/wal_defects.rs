@@ -672,8 +672,8 @@ impl Directory for Counting {
     fn lock(&self, path: &str) -> Result<DirLock> {
         self.inner.lock(path)
     }
-    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.inner.atomic_write(path, data)
+    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        self.inner.atomic_write_parts(path, parts)
     }
 }
 

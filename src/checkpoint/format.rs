@@ -215,12 +215,6 @@ pub(crate) fn check_envelope(file: &[u8], path: &str, tag: u64) -> Result<(Heade
     Ok((header, range))
 }
 
-/// The temporary name a checkpoint is written under before it is renamed to
-/// `path`. Never matches the [`CheckpointName`] grammar.
-pub(crate) fn temp_path(path: &str) -> String {
-    format!("{path}.tmp")
-}
-
 const FILE_NAME_PREFIX: &str = "checkpoint-";
 const FILE_NAME_SUFFIX: &str = ".zdc";
 const FILE_NAME_NO_ENTRY: &str = "none";
@@ -233,7 +227,8 @@ const FILE_NAME_DIGITS: usize = 20;
 /// Names order like their checkpoints: by last entry, with "none" oldest.
 /// [`CheckpointName::parse`] and [`CheckpointName::file_name`] are the one
 /// pair of functions that define the grammar; every other name (including a
-/// checkpoint's temporary `….zdc.tmp`) is not a checkpoint.
+/// checkpoint's temporary `….zdc.zdtmp-…` while it is written) is not a
+/// checkpoint.
 ///
 /// ```
 /// use zerodur::CheckpointName;

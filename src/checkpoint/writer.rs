@@ -6,7 +6,7 @@ use rkyv::ser::allocator::ArenaHandle;
 use rkyv::util::AlignedVec;
 use rkyv::{rancor, Archive, Serialize};
 
-use super::format::{temp_path, Header, HEADER_SIZE_BYTES};
+use super::format::{Header, HEADER_SIZE_BYTES};
 use super::reader::{Checkpoint, CheckpointBytes};
 use crate::directory::{path, Directory};
 use crate::error::{Error, Result};
@@ -20,9 +20,9 @@ impl<T: Archive> Checkpoint<T> {
     /// `path`, and the parent directory is synced once: when this returns
     /// `Ok`, `path` holds exactly this checkpoint and survives a power loss;
     /// if it fails or the power goes first, `path` holds its previous content
-    /// (or nothing) and a leftover `….tmp` file may remain, which
+    /// (or nothing) and a leftover temporary file may remain, which
     /// [`list_checkpoints`](crate::list_checkpoints) ignores and the next
-    /// write of the same path replaces.
+    /// atomic write in that folder removes ([`Directory::atomic_write`]).
     ///
     /// **Deterministic**: the same value gives the same bytes. rkyv's output
     /// depends only on the value, and every padding byte is zero; but a
@@ -106,26 +106,12 @@ impl CheckpointBytes {
 }
 
 /// Writes `parts` to a temporary file, syncs it once, renames it to `path`
-/// and syncs the parent directory once. Unlike
-/// [`Directory::atomic_write`], takes the content in parts, so a large
-/// payload is never copied behind its header.
+/// and syncs the parent directory once ([`Directory::atomic_write_parts`]:
+/// the content in parts, so a large payload is never copied behind its
+/// header).
 fn publish(dir: &dyn Directory, path: &str, parts: &[&[u8]]) -> Result<()> {
-    let tmp = temp_path(path);
-    let written = (|| {
-        let mut file = dir.create(&tmp)?;
-        for part in parts.iter().filter(|p| !p.is_empty()) {
-            file.write_all(part)?;
-        }
-        // IMPORTANT: the data must be durable before the rename can be, or a
-        // crash could publish the name over a torn file.
-        file.sync()
-    })();
-    if let Err(e) = written.and_then(|()| dir.rename(&tmp, path)) {
-        // Best effort: a leftover temporary is harmless (never listed, and
-        // replaced by the next write), but tidier gone.
-        let _ = dir.remove(&tmp);
-        return Err(e);
-    }
-    // IMPORTANT: makes the rename itself durable; the only directory sync.
-    dir.sync_dir(path::parent(path))
+    // IMPORTANT: the directory's atomic write: a unique temporary file,
+    // synced before the rename, the folder synced after it, one writer of
+    // the folder at a time, leftovers of killed writers removed.
+    dir.atomic_write_parts(path, parts)
 }

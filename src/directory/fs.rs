@@ -203,7 +203,7 @@ impl FsDirectory {
         dir_path: &str,
         tmp: &str,
         name: &str,
-        data: &[u8],
+        parts: &[&[u8]],
         created: &mut bool,
     ) -> Result<()> {
         let tmp_path = join(dir_path, tmp);
@@ -217,8 +217,10 @@ impl FsDirectory {
         *created = true;
         let mut f = File::from(fd);
         self.fault(OpKind::Write, IoOp::Write, &tmp_path)?;
-        f.write_all(data)
-            .map_err(|e| Error::io(IoOp::Write, &tmp_path, e))?;
+        for part in parts {
+            f.write_all(part)
+                .map_err(|e| Error::io(IoOp::Write, &tmp_path, e))?;
+        }
         self.fault(OpKind::SyncFile, IoOp::SyncFile, &tmp_path)?;
         // IMPORTANT: the data must be durable before the rename can be, or a
         // crash could publish the name over an empty file.
@@ -556,7 +558,7 @@ impl Directory for FsDirectory {
         }
     }
 
-    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
+    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
         check_file(path)?;
         let dir_path = parent(path);
         let name = file_name(path);
@@ -575,7 +577,7 @@ impl Directory for FsDirectory {
         }
         let tmp = temp_name(name);
         let mut created = false;
-        let result = self.write_and_publish(&dir, dir_path, &tmp, name, data, &mut created);
+        let result = self.write_and_publish(&dir, dir_path, &tmp, name, parts, &mut created);
         if created {
             // A failed write leaves no temporary file behind.
             let _ = beneath::unlink_at(dir.as_fd(), &tmp);

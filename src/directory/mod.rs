@@ -192,7 +192,17 @@ pub trait Directory: Send + Sync + fmt::Debug {
     /// none can belong to a writer still at work.
     ///
     /// Durable on return: the data and the name.
-    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()>;
+    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
+        self.atomic_write_parts(path, &[data])
+    }
+
+    /// [`atomic_write`](Directory::atomic_write) of the concatenation of
+    /// `parts`, written one after the other without joining them first (a
+    /// checkpoint's header and a large payload, for instance). Same
+    /// protocol, locking, cleanup and durability.
+    ///
+    /// Durable on return: the data and the name.
+    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()>;
 }
 
 /// Checks that `offset..offset + len` lies within a region of `size` bytes

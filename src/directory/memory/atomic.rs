@@ -11,7 +11,7 @@ use crate::error::{IoOp, Result};
 impl MemoryDirectory {
     /// [`Directory::atomic_write`] on the memory backend: the same protocol
     /// and temporary names as on the filesystem, with a mutex for the lock.
-    pub(super) fn atomic_write_serialized(&self, path: &str, data: &[u8]) -> Result<()> {
+    pub(super) fn atomic_write_serialized(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
         check_file(path)?;
         // IMPORTANT: one atomic write at a time (the filesystem backend locks
         // the folder): each writer's rename and directory sync complete
@@ -25,7 +25,7 @@ impl MemoryDirectory {
         let dir = parent(path);
         self.remove_leftovers(dir);
         let tmp = join(dir, &temp_name(file_name(path)));
-        let result = self.write_and_publish(&tmp, path, data);
+        let result = self.write_and_publish(&tmp, path, parts);
         if result.is_err() {
             // A failed write leaves no temporary file behind.
             self.discard_temp(&tmp);
@@ -60,9 +60,11 @@ impl MemoryDirectory {
 
     /// Temp write, sync, rename over `path`, directory sync: the part of
     /// `atomic_write` after the lock.
-    fn write_and_publish(&self, tmp: &str, path: &str, data: &[u8]) -> Result<()> {
+    fn write_and_publish(&self, tmp: &str, path: &str, parts: &[&[u8]]) -> Result<()> {
         let mut f = self.create(tmp)?;
-        f.write_all(data)?;
+        for part in parts.iter().filter(|p| !p.is_empty()) {
+            f.write_all(part)?;
+        }
         // IMPORTANT: the data must be durable before the rename can be, or a
         // crash could publish the name over an empty file.
         f.sync()?;

@@ -728,8 +728,8 @@ impl Directory for MemoryDirectory {
         }))
     }
 
-    fn atomic_write(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.atomic_write_serialized(path, data)
+    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        self.atomic_write_serialized(path, parts)
     }
 }
 
