@@ -335,3 +335,40 @@ fn a_pooled_file_with_frames_of_later_epochs_is_reused_above_them() {
     );
     Wal::open(d, opts(SEG, 2)).unwrap().close().unwrap();
 }
+
+/// fuzz `recovery_image`: a pooled file found at open whose frames carry
+/// the last epoch leaves no epoch for a new life. Rotation (here at resume,
+/// after sealing the full final segment) failed on it with the segment
+/// already changed. It is now skipped before anything is written: it stays
+/// in the pool as it is, and a new file is created instead.
+#[test]
+fn a_pooled_file_whose_frames_leave_no_epoch_is_never_reused() {
+    let (base, mut want) = build(30);
+    let (_, d) = copy(&base);
+    let mut pooled = base.read(&seg_path(1)).unwrap();
+    pooled[16..24].copy_from_slice(&500u64.to_le_bytes());
+    fix_header_crc(&mut pooled);
+    pooled[2048..2048 + FRAME_HEADER_LEN].copy_from_slice(&marker(1, u64::MAX));
+    let pool_path = format!("{WAL_DIR}/{:020}.free", 500);
+    d.atomic_write(&pool_path, &pooled).unwrap();
+    let w = Wal::open(d.clone(), opts(SEG, 2)).unwrap();
+    let first = w.active_segment();
+    while w.active_segment() == first {
+        let id = w.next_entry_id().get();
+        let p = payload(4, id, 300);
+        w.append(&p).unwrap();
+        want.push((id, p));
+    }
+    assert_eq!(w.stats().recycled_reuses, 0, "the pooled file was reused");
+    w.close().unwrap();
+    assert_eq!(
+        d.read(&pool_path).unwrap(),
+        pooled,
+        "the pooled file changed"
+    );
+    assert_entries(
+        &replay(&d, ReadMode::Strict).unwrap().0,
+        &want,
+        "after rotation",
+    );
+}

@@ -66,26 +66,17 @@ impl Opener<'_> {
         id: SegmentId,
         first: u64,
         epoch: u64,
-        recycled: Option<SegmentId>,
+        recycled: Option<(SegmentId, u64)>,
     ) -> Result<Active> {
         let wal_dir = &self.opts.dir;
         let path = seg_path(wal_dir, id);
         let mut epoch = epoch;
         let mut region = match recycled {
-            Some(old) => {
+            Some((old, floor)) => {
                 let from = free_path(wal_dir, old);
-                if self.unscanned_pool.contains(&old) {
-                    // IMPORTANT: the recycled file's old frames must all be
-                    // of older epochs than the new header's, or one could
-                    // pass for a frame of the new life (or for proof that
-                    // its end was durable). A file this process retired is
-                    // below the current epoch; one found in the pool at open
-                    // (whose header alone was checked) is scanned once.
-                    let newest = max_epoch_from(&self.dir.map_read(&from)?, SEGMENT_HEADER_LEN, 0);
-                    if newest >= epoch {
-                        epoch = successor(newest, &from, EPOCH_AT, EPOCH_RANGE)?;
-                    }
-                }
+                // Above every frame the recycled file holds (see
+                // `take_recyclable`).
+                epoch = epoch.max(floor);
                 self.dir.rename(&from, &path)?;
                 self.dir.open_region(&path)?
             }
@@ -118,16 +109,39 @@ impl Opener<'_> {
         Ok(a)
     }
 
-    /// Takes the oldest pooled file of the configured segment size (files of
-    /// another size stay in the pool until truncation deletes them).
-    pub(super) fn take_recyclable(&self, pool: &mut Vec<SegmentId>) -> Option<SegmentId> {
+    /// Takes the oldest pooled file of the configured segment size that can
+    /// be reused (files of another size stay in the pool until truncation
+    /// deletes them), with the lowest epoch its new header may carry.
+    ///
+    /// IMPORTANT: a recycled file's old frames must all be of older epochs
+    /// than its new header's, or one could pass for a frame of the new life
+    /// (or for proof that its end was durable). A file this process retired
+    /// is below the current epoch; one found in the pool at open (only its
+    /// header was checked) is scanned here, before anything is written, and
+    /// skipped if no epoch lies above its frames.
+    pub(super) fn take_recyclable(&self, pool: &mut Vec<SegmentId>) -> Option<(SegmentId, u64)> {
         let size = self.opts.segment_size_bytes;
-        let i = pool.iter().position(|&id| {
-            self.dir
-                .len(&free_path(&self.opts.dir, id))
-                .is_ok_and(|l| l == size)
-        })?;
-        Some(pool.remove(i))
+        for i in 0..pool.len() {
+            let id = pool[i];
+            let path = free_path(&self.opts.dir, id);
+            if !self.dir.len(&path).is_ok_and(|l| l == size) {
+                continue;
+            }
+            let floor = if self.unscanned_pool.contains(&id) {
+                let Ok(map) = self.dir.map_read(&path) else {
+                    continue;
+                };
+                match max_epoch_from(&map, SEGMENT_HEADER_LEN, 0).checked_add(1) {
+                    Some(floor) => floor,
+                    None => continue,
+                }
+            } else {
+                0
+            };
+            pool.remove(i);
+            return Some((id, floor));
+        }
+        None
     }
 
     /// Resumes the log whose segments are `segments` (non-empty, consecutive).
