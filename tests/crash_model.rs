@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use support::{dump, every_policy, pattern, write_durable};
+use support::{dump, every_policy, pattern, write_durable, Rng};
 use zerodur::{
     CrashPolicy, Directory, Error, Fault, MemoryDirectory, OpKind, Region, WritableFile,
 };
@@ -672,23 +672,6 @@ fn crash_image_can_be_written_and_crashed_again() {
 // ---------------------------------------------------------------------------
 // Nothing outside unsynced ranges ever changes: a random workload checked
 // against a byte-level model.
-
-/// SplitMix64, for reproducible workloads.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// What a file should look like after a crash, byte by byte.
 #[derive(Debug, Default, Clone)]

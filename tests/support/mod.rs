@@ -25,6 +25,25 @@ pub fn every_policy(n: u64) -> Vec<CrashPolicy> {
     v
 }
 
+/// SplitMix64, for reproducible workloads.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next pseudo-random value.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..n` (`0` for `n == 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
 /// Deterministic, non-repeating-looking bytes: a different `tag` gives a
 /// different sequence, and no byte run is constant.
 pub fn pattern(len: usize, tag: u8) -> Vec<u8> {
