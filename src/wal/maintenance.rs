@@ -2,8 +2,7 @@
 //! checkpoint has made unnecessary, into the recycle pool or the bin.
 
 use super::observer::{Counters, WalEvent};
-use super::rules;
-use super::segment_files::{free_path, seg_path};
+use super::rules::{self, pool_path, segment_path};
 use super::writer::Wal;
 use super::{EntryId, SegmentId};
 use crate::error::Result;
@@ -73,7 +72,7 @@ impl Wal {
             if next_first > upto.0.saturating_add(1) {
                 break;
             }
-            let path = seg_path(&wal_dir, id);
+            let path = segment_path(&wal_dir, id);
             // IMPORTANT: only a file zerodur wrote is retired (and later
             // overwritten by recycling): a foreign or damaged file under a
             // segment name stops the truncation with its error.
@@ -81,7 +80,7 @@ impl Wal {
             let recycle = st.pool.len() < self.opts.recycle_capacity
                 && self.dir.len(&path)? == self.opts.segment_size_bytes;
             let res = if recycle {
-                self.dir.rename(&path, &free_path(&wal_dir, id))
+                self.dir.rename(&path, &pool_path(&wal_dir, id))
             } else {
                 self.dir.remove(&path)
             };
@@ -110,7 +109,7 @@ impl Wal {
     }
 
     fn first_entry_of(&self, id: SegmentId) -> Result<EntryId> {
-        let path = seg_path(&self.opts.dir, id);
+        let path = segment_path(&self.opts.dir, id);
         let map = self.dir.map_read(&path)?;
         Ok(rules::check_header(&map, id, &path)?.first_entry)
     }

@@ -10,7 +10,7 @@ use super::format::{
     KIND_SEAL, SEAL_RESERVE, SEGMENT_HEADER_LEN, ZERO_SLOT,
 };
 use super::options::WalOptions;
-use super::rules::{self, Birth, Position, Predecessor};
+use super::rules::{self, pool_path, segment_path, Birth, Position, Predecessor};
 use super::segment::{first_entry_above, max_epoch_from, Cursor, Step};
 use super::writer::Active;
 use super::{EntryId, SegmentId};
@@ -37,8 +37,6 @@ pub(super) fn seal(a: &mut Active, next_id: u64, durable: u64) -> Result<()> {
     Ok(())
 }
 
-pub(super) use rules::{pool_path as free_path, segment_path as seg_path};
-
 /// Milliseconds since the Unix epoch: a segment's birth time, stored in its
 /// header so `max_segment_age` counts across reopens.
 pub(super) fn now_ms() -> u64 {
@@ -53,7 +51,7 @@ pub(super) struct Opener<'a> {
     pub(super) opts: &'a WalOptions,
     pub(super) pool_epoch: u64,
     /// Pooled files this process did not retire (found at open): their
-    /// frames are scanned before reuse, see [`Opener::create`].
+    /// frames are scanned before reuse, see [`Opener::take_recyclable`].
     pub(super) unscanned_pool: &'a BTreeSet<SegmentId>,
 }
 
@@ -69,11 +67,11 @@ impl Opener<'_> {
         recycled: Option<(SegmentId, u64)>,
     ) -> Result<Active> {
         let wal_dir = &self.opts.dir;
-        let path = seg_path(wal_dir, id);
+        let path = segment_path(wal_dir, id);
         let mut epoch = epoch;
         let mut region = match recycled {
             Some((old, floor)) => {
-                let from = free_path(wal_dir, old);
+                let from = pool_path(wal_dir, old);
                 // Above every frame the recycled file holds (see
                 // `take_recyclable`).
                 epoch = epoch.max(floor);
@@ -123,7 +121,7 @@ impl Opener<'_> {
         let size = self.opts.segment_size_bytes;
         for i in 0..pool.len() {
             let id = pool[i];
-            let path = free_path(&self.opts.dir, id);
+            let path = pool_path(&self.opts.dir, id);
             if !self.dir.len(&path).is_ok_and(|l| l == size) {
                 continue;
             }
@@ -160,14 +158,14 @@ impl Opener<'_> {
         // power loss could take away the segment new entries go into.
         self.dir.sync_dir(wal_dir)?;
         let last = *segments.last().expect("non-empty");
-        let path = seg_path(wal_dir, last);
+        let path = segment_path(wal_dir, last);
         // Only the predecessor's header is read here (resume must not grow
         // with the log); its seal is walked only to replace an unborn file.
         let prev = match segments.len() {
             1 => None,
             n => {
                 let id = segments[n - 2];
-                let prev_path = seg_path(wal_dir, id);
+                let prev_path = segment_path(wal_dir, id);
                 let h = rules::check_header(&self.dir.map_read(&prev_path)?, id, &prev_path)?;
                 Some(Predecessor {
                     header_epoch: h.epoch,
@@ -211,7 +209,7 @@ impl Opener<'_> {
 
     /// The entry id and epoch at which sealed segment `id` ends.
     fn sealed_end(&self, id: SegmentId) -> Result<(u64, u64)> {
-        let path = seg_path(&self.opts.dir, id);
+        let path = segment_path(&self.opts.dir, id);
         let map = self.dir.map_read(&path)?;
         let h = rules::check_header(&map, id, &path)?;
         let mut c = Cursor::new(&h);

@@ -16,10 +16,9 @@ use super::format::{
 };
 use super::observer::{Counters, WalEvent, WalStats};
 use super::options::{segment_capacity, SyncPolicy, WalOptions};
-use super::rules::{self, Listing};
+use super::rules::{self, pool_path, segment_path, Listing};
 use super::segment_files::{
-    free_path, now_ms, seal, seg_path, successor, Opener, EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT,
-    SEGMENT_ID_RANGE,
+    now_ms, seal, successor, Opener, EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT, SEGMENT_ID_RANGE,
 };
 use super::{EntryId, SegmentId};
 use crate::directory::path::join;
@@ -124,14 +123,14 @@ impl Wal {
         // or foreign file. New epochs must also exceed every pooled file's.
         let mut pool_epoch = (0, SegmentId(0));
         for &id in &pool {
-            let path = free_path(&wal_dir, id);
+            let path = pool_path(&wal_dir, id);
             let h = rules::check_pool_file(&dir.map_read(&path)?, id, &path)?;
             pool_epoch = pool_epoch.max((h.epoch, id));
         }
         let (pool_epoch, pool_newest) = pool_epoch;
         successor(
             pool_epoch,
-            &free_path(&wal_dir, pool_newest),
+            &pool_path(&wal_dir, pool_newest),
             EPOCH_AT,
             EPOCH_RANGE,
         )?;
@@ -454,7 +453,7 @@ impl Wal {
     fn rotate(&self, st: &mut State) -> Result<()> {
         let next_id = st.next_id;
         let from = st.active.id;
-        let path = seg_path(&self.opts.dir, from);
+        let path = segment_path(&self.opts.dir, from);
         let new_id = SegmentId(successor(from.0, &path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?);
         let epoch = successor(st.active.epoch, &path, EPOCH_AT, EPOCH_RANGE)?;
         {
