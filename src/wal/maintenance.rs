@@ -1,6 +1,7 @@
 //! Segment ranges and prefix truncation: retiring sealed segments that a
 //! checkpoint has made unnecessary, into the recycle pool or the bin.
 
+use super::format::SegmentHeader;
 use super::observer::{Counters, WalEvent};
 use super::rules::{self, pool_path, segment_path};
 use super::writer::Wal;
@@ -29,7 +30,7 @@ impl Wal {
         for id in self.sealed_segments(active)? {
             out.push(SegmentRange {
                 segment: id,
-                first: self.first_entry_of(id)?,
+                first: self.header_of(id)?.first_entry,
                 end: None,
             });
         }
@@ -62,23 +63,27 @@ impl Wal {
         let (active, active_first) = (st.active.id, st.active.first_entry);
         let wal_dir = self.opts.dir.clone();
         let mut retired = 0;
+        // The header of the segment about to be judged, when the previous
+        // step already read it as that step's next segment.
+        let mut read_ahead: Option<SegmentHeader> = None;
         for id in self.sealed_segments(active)? {
             let next = SegmentId(id.0 + 1);
-            let next_first = if next == active {
-                active_first
-            } else {
-                self.first_entry_of(next)?.0
-            };
+            let next_header = (next != active).then(|| self.header_of(next)).transpose()?;
+            let next_first = next_header.map_or(active_first, |h| h.first_entry.0);
             if next_first > upto.0.saturating_add(1) {
                 break;
             }
-            let path = segment_path(&wal_dir, id);
             // IMPORTANT: only a file zerodur wrote is retired (and later
             // overwritten by recycling): a foreign or damaged file under a
             // segment name stops the truncation with its error.
-            rules::check_header(&self.dir.map_read(&path)?, id, &path)?;
+            let header = match read_ahead.take() {
+                Some(h) => h,
+                None => self.header_of(id)?,
+            };
+            read_ahead = next_header;
+            let path = segment_path(&wal_dir, id);
             let recycle = st.pool.len() < self.opts.recycle_capacity
-                && self.dir.len(&path)? == self.opts.segment_size_bytes;
+                && header.segment_len == self.opts.segment_size_bytes;
             let res = if recycle {
                 self.dir.rename(&path, &pool_path(&wal_dir, id))
             } else {
@@ -108,9 +113,9 @@ impl Wal {
         Ok(ids)
     }
 
-    fn first_entry_of(&self, id: SegmentId) -> Result<EntryId> {
+    /// The checked header of live segment `id`.
+    fn header_of(&self, id: SegmentId) -> Result<SegmentHeader> {
         let path = segment_path(&self.opts.dir, id);
-        let map = self.dir.map_read(&path)?;
-        Ok(rules::check_header(&map, id, &path)?.first_entry)
+        rules::check_header(&self.dir.map_read(&path)?, id, &path)
     }
 }
