@@ -677,6 +677,33 @@ impl Region for FsRegion {
         }
     }
 
+    fn write_with(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<()> {
+        if let Some(e) = self.faults.check(OpKind::Write) {
+            return Err(Error::io(IoOp::Write, &self.path, e));
+        }
+        let size = self.len();
+        match usize::try_from(offset)
+            .ok()
+            .and_then(|off| self.map.slice_mut(off, len))
+        {
+            Some(bytes) => {
+                fill(bytes);
+                Ok(())
+            }
+            None => Err(Error::OutOfBounds {
+                path: self.path.clone().into(),
+                offset,
+                len: len as u64,
+                size,
+            }),
+        }
+    }
+
     fn flush_range(&self, offset: u64, len: u64) -> Result<()> {
         self.flusher().flush_range(offset, len)
     }
@@ -741,5 +768,16 @@ impl RegionFlush for FsFlush {
             )));
         };
         self.syncer.flush_range(off, n).map_err(err)
+    }
+
+    fn prefault_range(&self, offset: u64, len: u64) -> Result<bool> {
+        let err = |e| Error::io(IoOp::Map, &self.path, e);
+        let (Ok(off), Ok(n)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return Err(err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "range exceeds the address space",
+            )));
+        };
+        self.syncer.populate_range(off, n).map_err(err)
     }
 }

@@ -281,6 +281,27 @@ pub trait Region: Send + Sync + fmt::Debug {
     /// Durable on return: nothing.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> crate::Result<()>;
 
+    /// Writes bytes `offset..offset + len` by handing them to `fill`, which
+    /// must set every byte of the slice it gets (its content on entry is
+    /// unspecified). The same as filling a buffer and calling
+    /// [`write_at`](Region::write_at) (what the default does), without the
+    /// buffer: [`FsDirectory`] lends the mapped bytes themselves, so a WAL
+    /// frame is encoded, and its CRC computed, in place. Out-of-range writes
+    /// are [`Error::OutOfBounds`](crate::Error::OutOfBounds) and call nothing.
+    ///
+    /// Durable on return: nothing.
+    fn write_with(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> crate::Result<()> {
+        check_range(self.path(), offset, len as u64, self.len())?;
+        let mut buf = vec![0; len];
+        fill(&mut buf);
+        self.write_at(offset, &buf)
+    }
+
     /// Makes bytes `offset..offset + len` durable (`msync(MS_SYNC)` of the
     /// pages covering them).
     ///
@@ -335,6 +356,19 @@ pub trait RegionFlush: Send + Sync + fmt::Debug {
     ///
     /// Durable on return: those bytes.
     fn flush_range(&self, offset: u64, len: u64) -> crate::Result<()>;
+
+    /// Hints that bytes `offset..offset + len` will be written soon: the
+    /// backend may fault their pages in now, from this (background) thread,
+    /// so the writer's stores take no page fault. [`FsDirectory`] uses
+    /// `MADV_POPULATE_WRITE`; the default does nothing and returns
+    /// `Ok(false)`. Never changes a byte, so it may run while the region's
+    /// owner writes the same range.
+    ///
+    /// Durable on return: nothing (a hint).
+    fn prefault_range(&self, offset: u64, len: u64) -> crate::Result<bool> {
+        let _ = (offset, len);
+        Ok(false)
+    }
 }
 
 /// The exclusive lock from [`Directory::lock`]; released on drop.

@@ -88,6 +88,22 @@ impl RegionMap {
         true
     }
 
+    /// The mapped bytes `offset..offset + len`, writable; `None` if the
+    /// range does not fit.
+    pub(crate) fn slice_mut(&mut self, offset: usize, len: usize) -> Option<&mut [u8]> {
+        let end = offset.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: `offset..end` lies within the `len` mapped, writable bytes
+        // (checked just above), for as long as `self.raw` lives, which
+        // outlives the borrow of `self`. `&mut self` guarantees no other
+        // borrow of the mapping through this handle. Blocks were
+        // preallocated before mapping, so stores cannot raise SIGBUS on a
+        // full disk.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().add(offset), len) })
+    }
+
     /// A handle for `msync` from other threads.
     pub(crate) fn syncer(&self) -> RegionSyncer {
         RegionSyncer {
@@ -96,20 +112,44 @@ impl RegionMap {
     }
 
     /// Asks the kernel to fault in (and allocate page-cache pages for) the
-    /// whole mapping for writing, where the kernel supports
-    /// `MADV_POPULATE_WRITE` (Linux 5.14+). Returns `Ok(false)` where it does
-    /// not; the mapping works either way, only first-touch latency differs.
+    /// whole mapping for writing: [`RegionSyncer::populate_range`] over all
+    /// of it.
     pub(crate) fn prefault(&self) -> io::Result<bool> {
+        self.syncer().populate_range(0, self.len)
+    }
+}
+
+impl RegionSyncer {
+    /// Asks the kernel to fault in (and allocate page-cache pages for) the
+    /// pages covering `offset..offset + len` for writing, where it supports
+    /// `MADV_POPULATE_WRITE` (Linux 5.14+), so later stores into them take no
+    /// page fault. Returns `Ok(false)` where the kernel lacks it; the
+    /// mapping works either way, only first-touch latency differs. Safe to
+    /// run while the owner writes the same pages: it never changes a byte.
+    pub(crate) fn populate_range(&self, offset: usize, len: usize) -> io::Result<bool> {
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= self.raw.len())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "populate range out of bounds")
+            })?;
+        if len == 0 {
+            return Ok(true);
+        }
         #[cfg(target_os = "linux")]
         {
             const MADV_POPULATE_WRITE: libc::c_int = 23;
-            // SAFETY: the pointer and length describe exactly the live mapping
-            // owned by `self.raw`; MADV_POPULATE_WRITE only faults pages in and
-            // does not change their contents.
+            let page = page_size();
+            let start = offset - offset % page;
+            // SAFETY: `start..end` lies within the live mapping owned by
+            // `self.raw` (checked above; `start` is rounded down to the page
+            // holding `offset`, still inside it). MADV_POPULATE_WRITE only
+            // faults pages in and marks them dirty; it does not change their
+            // contents, so concurrent stores by the owner are unaffected.
             let rc = unsafe {
                 libc::madvise(
-                    self.raw.as_mut_ptr().cast::<libc::c_void>(),
-                    self.len,
+                    self.raw.as_mut_ptr().add(start).cast::<libc::c_void>(),
+                    end - start,
                     MADV_POPULATE_WRITE,
                 )
             };
@@ -123,11 +163,12 @@ impl RegionMap {
             }
         }
         #[cfg(not(target_os = "linux"))]
-        Ok(false)
+        {
+            let _ = end;
+            Ok(false)
+        }
     }
-}
 
-impl RegionSyncer {
     /// `msync(MS_SYNC)` of the pages covering `offset..offset + len`. When it
     /// returns `Ok`, those bytes are on stable storage.
     pub(crate) fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
@@ -143,6 +184,14 @@ impl RegionSyncer {
         // memmap2 rounds the start down to a page boundary itself.
         self.raw.flush_range(offset, end - offset)
     }
+}
+
+/// The system's page size (4 KiB if it cannot be read).
+#[cfg(target_os = "linux")]
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
 /// A read-only mapping of a whole file, or nothing for an empty file.

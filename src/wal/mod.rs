@@ -27,11 +27,16 @@
 //! # Ok::<(), zerodur::Error>(())
 //! ```
 
+// The one unsafe module outside `mmap`: a lock is an `UnsafeCell` behind an
+// atomic flag (see its docs for why `std::sync::Mutex` costs too much here).
+#[allow(unsafe_code)]
+mod append_lock;
 mod commit;
 pub(crate) mod format;
 mod maintenance;
 mod observer;
 mod options;
+mod prefault;
 mod reader;
 pub(crate) mod rules;
 mod salvage;

@@ -82,9 +82,6 @@ impl Opener<'_> {
                 .dir
                 .create_region(&path, self.opts.segment_size_bytes)?,
         };
-        if self.opts.prefault {
-            region.prefault()?;
-        }
         let created_ms = now_ms();
         let header = SegmentHeader {
             segment: id,
@@ -402,6 +399,7 @@ fn active(
         synced_off: off,
         writeback_off: off,
         prewritten_off: None,
+        prefault_want: 0,
         // A header from before birth times were stored: count from now.
         created_ms: if created_ms == 0 {
             now_ms()

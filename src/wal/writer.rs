@@ -1,7 +1,7 @@
 //! [`Wal`]: open or resume, append, sync, rotate.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rkyv::api::high::HighSerializer;
@@ -9,13 +9,15 @@ use rkyv::rancor;
 use rkyv::ser::allocator::ArenaHandle;
 use rkyv::util::AlignedVec;
 
+use super::append_lock::{AppendGuard, AppendLock};
 use super::commit::{Flushed, GroupCommit};
 use super::format::{
-    durable_lag, frame_len, FrameHeader, FRAME_HEADER_LEN, KIND_ENTRY, KIND_ENTRY_CONT, LOCK_NAME,
-    SEAL_RESERVE, ZERO_SLOT,
+    durable_lag, frame_len, put_frame, FrameHeader, FRAME_HEADER_LEN, KIND_ENTRY, KIND_ENTRY_CONT,
+    LOCK_NAME, SEAL_RESERVE, ZERO_SLOT,
 };
 use super::observer::{Counters, WalEvent, WalStats};
 use super::options::{segment_capacity, SyncPolicy, WalOptions};
+use super::prefault::{self, Prefaulter};
 use super::rules::{self, pool_path, segment_path, Listing};
 use super::segment_files::{
     now_ms, seal, successor, Opener, EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT, SEGMENT_ID_RANGE,
@@ -39,10 +41,13 @@ pub struct Wal {
     pub(super) dir: Arc<dyn Directory>,
     pub(super) opts: WalOptions,
     max_entry: u64,
-    pub(super) state: Mutex<State>,
+    pub(super) state: AppendLock<State>,
     pub(super) commit: GroupCommit,
     pub(super) counters: Counters,
     opened: Instant,
+    /// Faults in the active segment's pages ahead of the tail (`None` when
+    /// [`WalOptions::prefault`] is off or no thread could be started).
+    prefaulter: Option<Prefaulter>,
     _lock: DirLock,
 }
 
@@ -83,6 +88,9 @@ pub(super) struct Active {
     /// When the segment began (milliseconds since the Unix epoch, from its
     /// header): `max_segment_age` counts from here, across reopens.
     pub(super) created_ms: u64,
+    /// Pages up to this offset have been requested from the prefaulter
+    /// (the segment's length when there is none).
+    pub(super) prefault_want: usize,
 }
 
 impl Wal {
@@ -151,11 +159,14 @@ impl Wal {
         };
         let durable = next_id - 1;
         let spin = opts.commit_spin;
+        let prefaulter = opts.prefault.then(Prefaulter::start).flatten();
+        let mut active = active;
+        retarget_prefault(prefaulter.as_ref(), &mut active);
         Ok(Wal {
             dir,
             opts,
             max_entry,
-            state: Mutex::new(State {
+            state: AppendLock::new(State {
                 active,
                 next_id,
                 pool,
@@ -167,12 +178,13 @@ impl Wal {
             commit: GroupCommit::new(durable, spin),
             counters: Counters::default(),
             opened: Instant::now(),
+            prefaulter,
             _lock: lock,
         })
     }
 
-    pub(super) fn lock_state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn lock_state(&self) -> AppendGuard<'_, State> {
+        self.state.lock()
     }
 
     /// Appends one entry and returns its id. Durable according to the
@@ -391,34 +403,39 @@ impl Wal {
         let first = st.next_id;
         let durable = self.commit.durable();
         let epoch = st.active.epoch;
-        let mut off = st.active.write_off;
-        let mut bytes = 0u64;
-        for (i, p) in payloads.iter().enumerate() {
-            let id = first + i as u64;
-            let header = FrameHeader {
-                len: p.len() as u32,
-                kind: if i + 1 < payloads.len() {
-                    KIND_ENTRY_CONT
-                } else {
-                    KIND_ENTRY
-                },
-                entry: EntryId(id),
-                epoch,
-                durable_lag: durable_lag(id, durable),
-            };
-            let r = &mut st.active.region;
-            r.write_at(off as u64, &header.encode(p))
-                .and_then(|()| r.write_at((off + FRAME_HEADER_LEN) as u64, p))
-                .map_err(|e| self.fail(e))?;
-            off += frame_len(p.len());
-            bytes += p.len() as u64;
-        }
+        let at = st.active.write_off;
+        let last_index = payloads.len() - 1;
+        // One write: every frame, then the zero slot that ends the log.
+        let mut fill = |dst: &mut [u8]| {
+            let mut off = 0;
+            for (i, p) in payloads.iter().enumerate() {
+                let id = first + i as u64;
+                let header = FrameHeader {
+                    len: p.len() as u32,
+                    kind: if i < last_index {
+                        KIND_ENTRY_CONT
+                    } else {
+                        KIND_ENTRY
+                    },
+                    entry: EntryId(id),
+                    epoch,
+                    durable_lag: durable_lag(id, durable),
+                };
+                off += put_frame(&mut dst[off..], &header, p);
+            }
+            dst[off..].fill(0);
+        };
         st.active
             .region
-            .write_at(off as u64, &ZERO_SLOT)
+            .write_with(at as u64, total + ZERO_SLOT.len(), &mut fill)
             .map_err(|e| self.fail(e))?;
+        let off = at + total;
+        let bytes = payloads.iter().map(|p| p.len() as u64).sum::<u64>();
         st.active.write_off = off;
         st.active.start_writeback();
+        if off + prefault::LEAD_BYTES > st.active.prefault_want {
+            self.request_prefault(&mut st.active);
+        }
         let last = first + payloads.len() as u64 - 1;
         st.next_id = last + 1;
         st.appends += payloads.len() as u64;
@@ -474,6 +491,7 @@ impl Wal {
         };
         let recycled = opener.take_recyclable(&mut st.pool);
         st.active = opener.create(new_id, next_id, epoch, recycled)?;
+        retarget_prefault(self.prefaulter.as_ref(), &mut st.active);
         Counters::add(&self.counters.rotations, 1);
         Counters::add(&self.counters.syncs, 1);
         if recycled.is_some() {
@@ -485,6 +503,16 @@ impl Wal {
             recycled: recycled.is_some(),
         });
         Ok(())
+    }
+
+    /// Keeps the prefault request [`prefault::LEAD_BYTES`] ahead of the tail
+    /// (called once the tail comes within that distance of it).
+    fn request_prefault(&self, a: &mut Active) {
+        let len = a.region.len() as usize;
+        a.prefault_want = (a.write_off + prefault::LEAD_BYTES + prefault::CHUNK_BYTES).min(len);
+        if let Some(p) = &self.prefaulter {
+            p.extend(a.prefault_want);
+        }
     }
 
     /// Poisons the WAL with `e` and returns it.
@@ -502,6 +530,20 @@ impl Wal {
             o.on_event(&event());
         }
     }
+}
+
+/// Points the prefaulter (if any) at the new active segment `a`, from its
+/// tail on.
+fn retarget_prefault(p: Option<&Prefaulter>, a: &mut Active) {
+    let len = a.region.len() as usize;
+    a.prefault_want = match p {
+        Some(p) => {
+            let want = (a.write_off + prefault::LEAD_BYTES).min(len);
+            p.retarget(Arc::clone(&a.flusher), a.write_off, want);
+            want
+        }
+        None => len,
+    };
 }
 
 impl std::fmt::Debug for Wal {

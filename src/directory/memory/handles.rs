@@ -84,6 +84,25 @@ impl Region for MemRegion {
         Ok(())
     }
 
+    /// Fills the mirror in place, then records the filled bytes as one
+    /// write, exactly as [`write_at`](Region::write_at) of them would.
+    fn write_with(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<()> {
+        check_range(&self.path, offset, len as u64, self.len())?;
+        let mut st = self.dir.lock_state();
+        self.dir
+            .begin(&mut st, OpKind::Write, IoOp::Write, &self.path)?;
+        let o = offset as usize;
+        let bytes = &mut self.mirror[o..o + len];
+        fill(bytes);
+        st.inode(self.ino).write(offset, bytes);
+        Ok(())
+    }
+
     fn flush_range(&self, offset: u64, len: u64) -> Result<()> {
         self.flusher().flush_range(offset, len)
     }
