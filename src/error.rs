@@ -315,6 +315,17 @@ pub enum CorruptKind {
         /// after the damaged one had been made durable.
         evidence: u64,
     },
+    /// A segment ends before its seal, and a frame in a later segment proves
+    /// that this position was durable: damage, not a crash (a deferred
+    /// rotation's segment may end early only if nothing after it was ever
+    /// made durable).
+    DurableInLaterSegment {
+        /// Id of the later segment holding the proof.
+        segment: u64,
+        /// Offset, in that segment, of the frame whose durable watermark
+        /// covers this position.
+        evidence: u64,
+    },
     /// The file's length disagrees with the length its header (or the
     /// protocol that made it) recorded: cut short or extended.
     LengthMismatch {
@@ -361,6 +372,10 @@ impl fmt::Display for CorruptKind {
             CorruptKind::BelowDurablePoint { evidence } => write!(
                 f,
                 "damaged below the durable point (the valid frame at offset {evidence} was written after this one was durable)"
+            ),
+            CorruptKind::DurableInLaterSegment { segment, evidence } => write!(
+                f,
+                "ends before its seal although it was durable (the frame at offset {evidence} of segment {segment} was written after this position was durable)"
             ),
             CorruptKind::LengthMismatch { expected, found } => write!(
                 f,

@@ -469,6 +469,20 @@ fn clean_log_replays_every_entry_in_both_modes() {
     resume_appends_after(&dir, &clean_entries());
 }
 
+/// A log written before rotations were deferred (no segment header flag,
+/// every rotation synchronous) reads and resumes the same: the format only
+/// gained a flag that such logs never set.
+#[test]
+fn log_from_before_deferred_rotation_replays_and_resumes() {
+    let (_tmp, dir) = open_copy("clean_before_deferred_rotation");
+    for mode in [ReadMode::Strict, ReadMode::BestEffort] {
+        let (got, r) = replay(&dir, mode);
+        r.unwrap();
+        assert_eq!(got, clean_entries(), "{mode:?}");
+    }
+    resume_appends_after(&dir, &clean_entries());
+}
+
 #[test]
 fn clean_log_has_sealed_segments_ending_where_the_next_begins() {
     let (_tmp, dir) = open_copy("clean");

@@ -91,7 +91,8 @@ struct RawSegmentHeader {
     epoch: U64Le,
     segment_len: U64Le,
     created_ms: U64Le,
-    reserved: [u8; 4],
+    flags: u8,
+    reserved: [u8; 3],
     crc: U32Le,
 }
 
@@ -108,6 +109,10 @@ const _: () =
 const _: () = assert!(std::mem::offset_of!(RawSegmentHeader, epoch) == HEADER_EPOCH_AT as usize);
 const _: () =
     assert!(std::mem::offset_of!(RawSegmentHeader, segment_len) == HEADER_LEN_AT as usize);
+
+/// Segment header flag (byte 56): the predecessor was not yet durable when
+/// this segment was created.
+pub(crate) const FLAG_PREDECESSOR_UNSYNCED: u8 = 1;
 
 /// Offset of the segment header's CRC: it covers every byte before it.
 const SEGMENT_HEADER_CRC_AT: usize = SEGMENT_HEADER_LEN - 4;
@@ -127,6 +132,11 @@ pub(crate) struct SegmentHeader {
     /// When the segment began (milliseconds since the Unix epoch; 0 =
     /// unknown): `max_segment_age` counts from here, across reopens.
     pub(crate) created_ms: u64,
+    /// Set by a rotation that did not wait for the segment before this one
+    /// to become durable; cleared (the header rewritten) by the first
+    /// barrier after that one is. While set, the predecessor may end before
+    /// its seal after a crash (`FORMAT.md`, "Deferred rotation", @D1–@D2).
+    pub(crate) predecessor_unsynced: bool,
 }
 
 /// Why a segment header did not decode.
@@ -150,7 +160,12 @@ impl SegmentHeader {
             epoch: U64Le::new(self.epoch),
             segment_len: U64Le::new(self.segment_len),
             created_ms: U64Le::new(self.created_ms),
-            reserved: [0; 4],
+            flags: if self.predecessor_unsynced {
+                FLAG_PREDECESSOR_UNSYNCED
+            } else {
+                0
+            },
+            reserved: [0; 3],
             crc: U32Le::default(),
         };
         raw.crc = U32Le::new(crc32fast::hash(
@@ -183,7 +198,7 @@ impl SegmentHeader {
         if raw.header_len.get() as usize != SEGMENT_HEADER_LEN {
             return Err(HeaderError::Field("header length"));
         }
-        if raw.reserved != [0; 4] {
+        if raw.reserved != [0; 3] || raw.flags & !FLAG_PREDECESSOR_UNSYNCED != 0 {
             return Err(HeaderError::Field("reserved bytes are not zero"));
         }
         let h = SegmentHeader {
@@ -192,6 +207,7 @@ impl SegmentHeader {
             epoch: raw.epoch.get(),
             segment_len: raw.segment_len.get(),
             created_ms: raw.created_ms.get(),
+            predecessor_unsynced: raw.flags & FLAG_PREDECESSOR_UNSYNCED != 0,
         };
         if h.first_entry.0 == 0 {
             return Err(HeaderError::Field("first entry id is zero"));
@@ -437,6 +453,7 @@ mod tests {
             epoch: 9,
             segment_len: 1 << 20,
             created_ms: 1_700_000_000_000,
+            predecessor_unsynced: false,
         };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
@@ -456,6 +473,7 @@ mod tests {
             epoch: 1,
             segment_len: 1 << 20,
             created_ms: 1_700_000_000_000,
+            predecessor_unsynced: false,
         };
         let mut b = h.encode();
         b[8..12].copy_from_slice(&2u32.to_le_bytes());

@@ -10,7 +10,9 @@ use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 use rkyv::{Archive, Portable};
 
-use super::rules::{self, Birth, EndVerdict, Listing, ListingBreak, Position, Predecessor};
+use super::rules::{
+    self, Birth, EndVerdict, Listing, ListingBreak, Position, Predecessor, Unsealed,
+};
 use super::segment::{Cursor, End, Step};
 use super::{EntryId, ReadMode, SegmentId};
 use crate::directory::{Directory, ReadMap};
@@ -355,7 +357,10 @@ impl<'r> Walker<'r> {
                     }
                 }
                 Step::End(end) => {
-                    self.finish_segment(end)?;
+                    if !o.is_final && self.seal_lost(end)? {
+                        continue;
+                    }
+                    self.finish_segment(end, true)?;
                     let o = self.open.as_ref().expect("open segment");
                     self.summary.next_entry = Some(EntryId(o.cursor.next));
                     self.done = true;
@@ -364,11 +369,62 @@ impl<'r> Walker<'r> {
         }
     }
 
-    /// The valid frames of the open segment ended with `end`: the end of
-    /// the log or damage ([`rules::judge_end`] decides).
-    fn finish_segment(&mut self, end: End) -> Result<()> {
+    /// The open segment is not the final one, and its frames ended with
+    /// `end` before its seal: judged by [`rules::judge_unsealed`] against its
+    /// successor's header (or as the final segment, if the successor was
+    /// never born). `true` if only the seal is missing and the walk moved on
+    /// to the successor; `false` if the log ends here (and
+    /// [`Walker::finish_segment`] is next); an error for damage.
+    fn seal_lost(&mut self, end: End) -> Result<bool> {
         let o = self.open.as_ref().expect("open segment");
-        let verdict = rules::judge_end(&o.file.map, &o.cursor, end, o.is_final, &o.file.path)?;
+        let next_idx = self.idx + 1;
+        let next_path = self.segment_path(next_idx);
+        let next_map = self.reader.dir.map_read(&next_path)?;
+        let pos = Position {
+            id: self.reader.segments[next_idx],
+            is_final: self.is_final(next_idx),
+            prev: Some(Predecessor {
+                header_epoch: o.header_epoch,
+                seal: None,
+            }),
+        };
+        let next = match rules::judge_header(&next_map, &pos, &next_path)? {
+            Birth::Born(h) => h,
+            // Its rotation never finished: this segment is the final one.
+            Birth::Unborn(_) => return Ok(false),
+        };
+        let reader = self.reader;
+        let later = &reader.segments[next_idx..];
+        let verdict = rules::judge_unsealed(
+            &o.file.map,
+            &o.cursor,
+            end,
+            &o.file.path,
+            &next,
+            &next_path,
+            &mut |x| rules::evidence_in_segments(&*reader.dir, &reader.wal_dir, later, x),
+        )?;
+        match verdict {
+            Unsealed::SealLost => {
+                self.prev = Some(Predecessor {
+                    header_epoch: o.header_epoch,
+                    seal: Some((o.cursor.next, o.cursor.epoch)),
+                });
+                self.idx += 1;
+                self.open = None;
+                Ok(true)
+            }
+            Unsealed::LogEnds(_) => Ok(false),
+        }
+    }
+
+    /// The valid frames of the open segment ended with `end`: the end of
+    /// the log or damage ([`rules::judge_end`] decides; `as_final`: judge it
+    /// as the final segment, which [`Walker::seal_lost`] decided for an
+    /// earlier one).
+    fn finish_segment(&mut self, end: End, as_final: bool) -> Result<()> {
+        let o = self.open.as_ref().expect("open segment");
+        let verdict = rules::judge_end(&o.file.map, &o.cursor, end, as_final, &o.file.path)?;
         if verdict == EndVerdict::Torn {
             if self.reader.mode == ReadMode::Strict {
                 return Err(Error::corrupt(

@@ -450,6 +450,117 @@ pub(crate) fn durable_evidence(
 }
 
 // ---------------------------------------------------------------------------
+// Deferred rotation
+
+/// The verdict on a non-final segment whose frames ended before its seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unsealed {
+    /// @D1: every entry is there, only the seal never landed. The log goes
+    /// on in the successor.
+    SealLost,
+    /// @D2: a deferred rotation's segment that never became durable: the log
+    /// ends here (cleanly, or with a torn tail), and the segments after it
+    /// are what a crash left of writes nobody was told were durable.
+    LogEnds(EndVerdict),
+}
+
+/// Judges the end `end` that the walk `c` met in a **non-final** segment
+/// (`buf`, at `path`) whose successor's header is `next` (checked, at
+/// `next_path`). `later_evidence(x)` searches the segments after this one
+/// for a frame proving entry `x` durable ([`evidence_in_segment`]).
+///
+/// | facts | verdict |
+/// |---|---|
+/// | successor's header does not say [`SegmentHeader::predecessor_unsynced`] | as [`judge_end`] for a non-final segment: `Corrupt` (`Unsealed`, `BadFrame`); the segment was durable before its successor was created, or a barrier cleared the flag after it was |
+/// | a valid frame of a later epoch at the walk's position | `Corrupt` (`BadFrame`) |
+/// | flag set, the walk expects the successor's first entry | `SealLost` (@D1) |
+/// | flag set, the walk expects an id past the successor's first entry | `Corrupt` (`EntryIdGap` at the successor's first-entry field) |
+/// | flag set, entries missing, a later frame (in this segment or a later one) proves the position durable | `Corrupt` (`BelowDurablePoint`; evidence in a later segment is `DurableInLaterSegment`) |
+/// | flag set, entries missing, no such proof | `LogEnds` (@D2; torn or clean as for a final segment) |
+pub(crate) fn judge_unsealed(
+    buf: &[u8],
+    c: &Cursor,
+    end: End,
+    path: &str,
+    next: &SegmentHeader,
+    next_path: &str,
+    later_evidence: &mut dyn FnMut(u64) -> Result<Option<(SegmentId, u64)>>,
+) -> Result<Unsealed> {
+    if end == End::Later || !next.predecessor_unsynced {
+        judge_end(buf, c, end, false, path)?;
+        unreachable!("a non-final segment's end is an error unless its successor says otherwise");
+    }
+    let first = next.first_entry.0;
+    if c.next == first {
+        return Ok(Unsealed::SealLost);
+    }
+    if c.next > first {
+        return Err(Error::corrupt(
+            next_path,
+            HEADER_FIRST_ENTRY_AT,
+            CorruptKind::EntryIdGap {
+                expected: c.next,
+                found: first,
+            },
+        ));
+    }
+    let corrupt = |kind| Error::corrupt(path, c.off as u64, kind);
+    if let Some(q) = durable_evidence(buf, c.off, c.next, c.epoch, usize::MAX) {
+        return Err(corrupt(CorruptKind::BelowDurablePoint {
+            evidence: q as u64,
+        }));
+    }
+    if let Some((segment, offset)) = later_evidence(c.next)? {
+        return Err(corrupt(CorruptKind::DurableInLaterSegment {
+            segment: segment.0,
+            evidence: offset,
+        }));
+    }
+    Ok(Unsealed::LogEnds(match end {
+        End::Torn(_) => EndVerdict::Torn,
+        _ => EndVerdict::Clean,
+    }))
+}
+
+/// Offset of a valid frame in segment `buf` whose durable watermark reaches
+/// entry `x`: proof that `x` was durable before the frame was written.
+/// Every frame of a later segment belongs to a later epoch, so only
+/// watermarks count here (resume markers carry one too).
+pub(crate) fn evidence_in_segment(buf: &[u8], x: u64) -> Option<usize> {
+    let mut off = SEGMENT_HEADER_LEN;
+    while off.saturating_add(FRAME_HEADER_LEN) <= buf.len() {
+        if plausible(buf, off) {
+            if let Slot::Frame { header, .. } = decode_slot(buf, off) {
+                if header.durable_watermark().is_some_and(|w| w >= x) {
+                    return Some(off);
+                }
+            }
+        }
+        off += FRAME_ALIGN;
+    }
+    None
+}
+
+/// [`evidence_in_segment`] over the segments `ids` of `wal_dir`, in order:
+/// the first segment and offset proving entry `x` durable. Files that cannot
+/// be read are errors; headers are not judged here (the walk judges them
+/// when it gets there).
+pub(crate) fn evidence_in_segments(
+    dir: &dyn Directory,
+    wal_dir: &str,
+    ids: &[SegmentId],
+    x: u64,
+) -> Result<Option<(SegmentId, u64)>> {
+    for &id in ids {
+        let map = dir.map_read(&segment_path(wal_dir, id))?;
+        if let Some(off) = evidence_in_segment(&map, x) {
+            return Ok(Some((id, off as u64)));
+        }
+    }
+    Ok(None)
+}
+
+// ---------------------------------------------------------------------------
 // The recycle pool
 
 /// Checks a pooled file before zerodur relies on it (its epoch) or reuses
@@ -482,6 +593,7 @@ mod tests {
             epoch,
             segment_len: len as u64,
             created_ms: 0,
+            predecessor_unsynced: false,
         };
         b[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
         b

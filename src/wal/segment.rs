@@ -235,6 +235,7 @@ mod tests {
                 epoch: 5,
                 segment_len: 4096,
                 created_ms: 0,
+                predecessor_unsynced: false,
             };
             let mut buf = vec![0u8; 4096];
             buf[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());

@@ -10,7 +10,7 @@ use super::format::{
     KIND_SEAL, SEAL_RESERVE, SEGMENT_HEADER_LEN, ZERO_SLOT,
 };
 use super::options::WalOptions;
-use super::rules::{self, pool_path, segment_path, Birth, Position, Predecessor};
+use super::rules::{self, pool_path, segment_path, Birth, Position, Predecessor, Unsealed};
 use super::segment::{first_entry_above, max_epoch_from, Cursor, Step};
 use super::writer::Active;
 use super::{EntryId, SegmentId};
@@ -20,6 +20,18 @@ use crate::error::{CorruptKind, Error, Result};
 /// Writes the seal marker at the tail of `a` and makes the whole segment
 /// durable.
 pub(super) fn seal(a: &mut Active, next_id: u64, durable: u64) -> Result<()> {
+    let end = write_seal(a, next_id, durable)?;
+    // IMPORTANT: the seal and every frame before it are durable before
+    // anything in the next segment can be acknowledged.
+    a.flusher
+        .flush_range(a.synced_off as u64, (end - a.synced_off) as u64)?;
+    a.synced_off = end;
+    Ok(())
+}
+
+/// Writes the seal marker at the tail of `a` (not durable yet) and returns
+/// where it ends.
+pub(super) fn write_seal(a: &mut Active, next_id: u64, durable: u64) -> Result<usize> {
     let header = FrameHeader {
         len: 0,
         kind: KIND_SEAL,
@@ -28,13 +40,7 @@ pub(super) fn seal(a: &mut Active, next_id: u64, durable: u64) -> Result<()> {
         durable_lag: durable_lag(next_id, durable),
     };
     a.region.write_at(a.write_off as u64, &header.encode(&[]))?;
-    // IMPORTANT: the seal and every frame before it are durable before
-    // anything in the next segment can be acknowledged.
-    let end = a.write_off + FRAME_HEADER_LEN;
-    a.flusher
-        .flush_range(a.synced_off as u64, (end - a.synced_off) as u64)?;
-    a.synced_off = end;
-    Ok(())
+    Ok(a.write_off + FRAME_HEADER_LEN)
 }
 
 /// Milliseconds since the Unix epoch: a segment's birth time, stored in its
@@ -59,12 +65,15 @@ impl Opener<'_> {
     /// Makes segment `id` the new active segment, starting at entry `first`
     /// with `epoch`: a recycled file renamed into place, or a new
     /// preallocated one. Durable (header and name) on return.
+    /// `predecessor_unsynced`: the segment before it is not durable yet (a
+    /// deferred rotation); the header says so until a barrier clears it.
     pub(super) fn create(
         &self,
         id: SegmentId,
         first: u64,
         epoch: u64,
         recycled: Option<(SegmentId, u64)>,
+        predecessor_unsynced: bool,
     ) -> Result<Active> {
         let wal_dir = &self.opts.dir;
         let path = segment_path(wal_dir, id);
@@ -89,6 +98,7 @@ impl Opener<'_> {
             epoch,
             segment_len: region.len(),
             created_ms,
+            predecessor_unsynced,
         };
         region.write_at(0, &header.encode())?;
         region.write_at(SEGMENT_HEADER_LEN as u64, &ZERO_SLOT)?;
@@ -96,7 +106,7 @@ impl Opener<'_> {
         // before the name is, and the name before any entry is acknowledged.
         self.dir.sync_file(&path)?;
         self.dir.sync_dir(wal_dir)?;
-        let mut a = active(region, id, first, epoch, SEGMENT_HEADER_LEN, created_ms);
+        let mut a = active(region, header, epoch, SEGMENT_HEADER_LEN);
         if recycled.is_none() && self.opts.zero_ahead {
             // Past the header, a new file reads as zeros: blocks to convert.
             a.prewritten_off = Some(SEGMENT_HEADER_LEN);
@@ -142,12 +152,11 @@ impl Opener<'_> {
     /// Resumes the log whose segments are `segments` (non-empty, consecutive).
     /// The last segment's header is judged by [`rules::judge_header`]: an
     /// unborn one (a crash interrupted its rotation) is replaced; any other
-    /// bad header refuses the open, and nothing is changed.
-    pub(super) fn resume(
-        &self,
-        segments: &[SegmentId],
-        pool: Vec<SegmentId>,
-    ) -> Result<(Active, u64, Vec<SegmentId>)> {
+    /// bad header refuses the open, and nothing is changed. When the last
+    /// segment's header says its predecessor was not durable yet (a deferred
+    /// rotation), the segments back to one that was are walked and judged
+    /// ([`Opener::check_deferred`]).
+    pub(super) fn resume(&self, segments: &[SegmentId], pool: Vec<SegmentId>) -> Result<Resumed> {
         let wal_dir = &self.opts.dir;
         // IMPORTANT: a writer killed (not crashed) mid-rotation or
         // mid-truncation leaves creates and renames that are visible but not
@@ -157,7 +166,8 @@ impl Opener<'_> {
         let last = *segments.last().expect("non-empty");
         let path = segment_path(wal_dir, last);
         // Only the predecessor's header is read here (resume must not grow
-        // with the log); its seal is walked only to replace an unborn file.
+        // with the log); its frames are walked only after a deferred
+        // rotation or to replace an unborn file.
         let prev = match segments.len() {
             1 => None,
             n => {
@@ -185,27 +195,241 @@ impl Opener<'_> {
         match rules::judge_header(bytes, &pos, &path)? {
             Birth::Born(h) => {
                 let region = region.expect("a born segment is not empty");
-                self.resume_into(region, &h, &path, pool)
+                if h.predecessor_unsynced && segments.len() > 1 {
+                    match self.check_deferred(segments, &h)? {
+                        Chain::Complete(pending) => {
+                            // IMPORTANT: nothing is written before every
+                            // verdict is in: the final segment's end too.
+                            judge_final(region.bytes(), &h, &path)?;
+                            self.make_durable(&pending)?;
+                        }
+                        Chain::EndsAt(j) => {
+                            drop(region);
+                            let j = self.final_after_leftovers(segments, j)?;
+                            return self.retire_leftovers(segments, j, pool);
+                        }
+                    }
+                }
+                let (active, next_id, pool) = self.resume_into(region, &h, &path, pool)?;
+                Ok(Resumed {
+                    active,
+                    next_id,
+                    pool,
+                    retired: Vec::new(),
+                })
             }
             Birth::Unborn(_) => {
                 drop(region);
                 // The log ends at the previous segment's seal (or is empty).
                 let (first, epoch) = match segments.len() {
                     1 => (self.opts.first_entry, 0),
-                    n => self.sealed_end(segments[n - 2])?,
+                    n => match self.sealed_end(segments[n - 2])? {
+                        Some((first, epoch, seal_end)) => {
+                            // IMPORTANT: a deferred rotation may have left
+                            // the sealed segment unsynced; the new segment
+                            // must not say otherwise before it is durable.
+                            self.make_durable(&[Pending {
+                                id: segments[n - 2],
+                                end: seal_end,
+                                seal: None,
+                            }])?;
+                            (first, epoch)
+                        }
+                        // A deferred rotation's segment that never became
+                        // durable: it is the final segment. The unborn file
+                        // holds no entry.
+                        None => {
+                            self.dir.remove(&path)?;
+                            self.dir.sync_dir(wal_dir)?;
+                            return self.resume(&segments[..n - 1], pool);
+                        }
+                    },
                 };
                 // The file holds no entry (that is what `Unborn` means):
                 // replace it as rotation would have made it.
                 self.dir.remove(&path)?;
                 self.dir.sync_dir(wal_dir)?;
                 let epoch = successor(epoch.max(self.pool_epoch), &path, EPOCH_AT, EPOCH_RANGE)?;
-                Ok((self.create(last, first, epoch, None)?, first, pool))
+                Ok(Resumed {
+                    active: self.create(last, first, epoch, None, false)?,
+                    next_id: first,
+                    pool,
+                    retired: Vec::new(),
+                })
             }
         }
     }
 
-    /// The entry id and epoch at which sealed segment `id` ends.
-    fn sealed_end(&self, id: SegmentId) -> Result<(u64, u64)> {
+    /// Walks back from the final segment (header `last`) through the
+    /// segments a deferred rotation may have left unsynced: each must end at
+    /// its seal, or only its seal may be missing (@D1), until one whose
+    /// successor's header says it was durable. A segment whose entries stop
+    /// short, with no proof that they were durable, is where the log ends
+    /// (@D2); anything else is the error [`rules::judge_unsealed`] returns.
+    fn check_deferred(&self, segments: &[SegmentId], last: &SegmentHeader) -> Result<Chain> {
+        let wal_dir = &self.opts.dir;
+        let mut next = *last;
+        let mut next_path = segment_path(wal_dir, *segments.last().expect("non-empty"));
+        let mut pending = Vec::new();
+        for j in (0..segments.len() - 1).rev() {
+            let id = segments[j];
+            let path = segment_path(wal_dir, id);
+            let map = self.dir.map_read(&path)?;
+            let h = rules::check_header(&map, id, &path)?;
+            let mut c = Cursor::new(&h);
+            let (end, seal_missing) = loop {
+                match c.step(&map) {
+                    Ok(Step::Entry { .. }) => {}
+                    Ok(Step::Sealed { next: n }) => {
+                        if n != next.first_entry {
+                            return Err(Error::corrupt(
+                                next_path,
+                                super::format::HEADER_FIRST_ENTRY_AT,
+                                CorruptKind::EntryIdGap {
+                                    expected: n.0,
+                                    found: next.first_entry.0,
+                                },
+                            ));
+                        }
+                        break (c.off + FRAME_HEADER_LEN, false);
+                    }
+                    Ok(Step::End(end)) => {
+                        let later = &segments[j + 1..];
+                        let verdict = rules::judge_unsealed(
+                            &map,
+                            &c,
+                            end,
+                            &path,
+                            &next,
+                            &next_path,
+                            &mut |x| rules::evidence_in_segments(self.dir, wal_dir, later, x),
+                        )?;
+                        match verdict {
+                            Unsealed::SealLost => break (c.off, true),
+                            Unsealed::LogEnds(_) => return Ok(Chain::EndsAt(j)),
+                        }
+                    }
+                    Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
+                }
+            };
+            pending.push(Pending {
+                id,
+                end,
+                seal: seal_missing.then_some((c.next, c.epoch)),
+            });
+            if !h.predecessor_unsynced {
+                break;
+            }
+            next = h;
+            next_path = path;
+        }
+        pending.reverse();
+        Ok(Chain::Complete(pending))
+    }
+
+    /// Makes the segments [`Opener::check_deferred`] found complete durable,
+    /// oldest first: each one's missing seal written (@D1), its bytes
+    /// written again (see [`Opener::resume_into`] on why) and flushed; then
+    /// the headers of the ones after the oldest are told their predecessor
+    /// is durable (the final segment's by `resume_into`).
+    fn make_durable(&self, pending: &[Pending]) -> Result<()> {
+        for p in pending {
+            let path = segment_path(&self.opts.dir, p.id);
+            let mut region = self.dir.open_region(&path)?;
+            let mut end = p.end;
+            if let Some((next, epoch)) = p.seal {
+                let header = FrameHeader {
+                    len: 0,
+                    kind: KIND_SEAL,
+                    entry: EntryId(next),
+                    epoch,
+                    durable_lag: u32::MAX,
+                };
+                region.write_at(end as u64, &header.encode(&[]))?;
+                end += FRAME_HEADER_LEN;
+            }
+            rewrite(&mut *region, 0, end)?;
+            region.flush_range(0, end as u64)?;
+        }
+        // IMPORTANT: a flag is cleared only once the segment before it is
+        // durable: all of them are now.
+        for p in pending.iter().skip(1) {
+            let path = segment_path(&self.opts.dir, p.id);
+            let mut region = self.dir.open_region(&path)?;
+            clear_unsynced_flag(&mut *region, p.id, &path)?;
+        }
+        Ok(())
+    }
+
+    /// The segment the log ends in, given that it ends in `segments[j]` or
+    /// earlier: `segments[j]` may itself follow a deferred rotation whose
+    /// segment never became durable. Read-only, so that every verdict is in
+    /// before [`Opener::retire_leftovers`] renames anything.
+    fn final_after_leftovers(&self, segments: &[SegmentId], mut j: usize) -> Result<usize> {
+        loop {
+            let path = segment_path(&self.opts.dir, segments[j]);
+            let map = self.dir.map_read(&path)?;
+            let h = rules::check_header(&map, segments[j], &path)?;
+            if !h.predecessor_unsynced || j == 0 {
+                judge_final(&map, &h, &path)?;
+                return Ok(j);
+            }
+            match self.check_deferred(&segments[..=j], &h)? {
+                Chain::Complete(_) => {
+                    judge_final(&map, &h, &path)?;
+                    return Ok(j);
+                }
+                Chain::EndsAt(k) => j = k,
+            }
+        }
+    }
+
+    /// The log ends in `segments[j]` (@D2): the segments after it hold only
+    /// writes a crash left, never acknowledged. Each goes to the recycle pool
+    /// if it is a well-formed segment (its frames are scanned before reuse)
+    /// or is removed if not, and the log is resumed at `segments[j]`.
+    fn retire_leftovers(
+        &self,
+        segments: &[SegmentId],
+        j: usize,
+        mut pool: Vec<SegmentId>,
+    ) -> Result<Resumed> {
+        let wal_dir = &self.opts.dir;
+        let mut retired = Vec::new();
+        let mut pool_epoch = self.pool_epoch;
+        for &id in &segments[j + 1..] {
+            let path = segment_path(wal_dir, id);
+            let checked = rules::check_pool_file(&self.dir.map_read(&path)?, id, &path);
+            match checked {
+                Ok(h) => {
+                    self.dir.rename(&path, &pool_path(wal_dir, id))?;
+                    pool_epoch = pool_epoch.max(h.epoch);
+                    pool.push(id);
+                    retired.push(id);
+                }
+                Err(_) => self.dir.remove(&path)?,
+            }
+        }
+        self.dir.sync_dir(wal_dir)?;
+        pool.sort();
+        let mut unscanned = self.unscanned_pool.clone();
+        unscanned.extend(retired.iter().copied());
+        let opener = Opener {
+            dir: self.dir,
+            opts: self.opts,
+            pool_epoch,
+            unscanned_pool: &unscanned,
+        };
+        let mut resumed = opener.resume(&segments[..=j], pool)?;
+        resumed.retired.extend(retired);
+        Ok(resumed)
+    }
+
+    /// The entry id and epoch at which sealed segment `id` ends, and where
+    /// its seal ends; `None` if
+    /// its frames end before a seal (a deferred rotation's segment whose
+    /// successor was never born: resume judges it as the final segment).
+    fn sealed_end(&self, id: SegmentId) -> Result<Option<(u64, u64, usize)>> {
         let path = segment_path(&self.opts.dir, id);
         let map = self.dir.map_read(&path)?;
         let h = rules::check_header(&map, id, &path)?;
@@ -213,12 +437,10 @@ impl Opener<'_> {
         loop {
             match c.step(&map) {
                 Ok(Step::Entry { .. }) => {}
-                Ok(Step::Sealed { next }) => return Ok((next.0, c.epoch)),
-                Ok(Step::End(end)) => {
-                    // Not final: every end but a seal is damage.
-                    rules::judge_end(&map, &c, end, false, &path)?;
-                    unreachable!("a non-final segment's end is always an error");
+                Ok(Step::Sealed { next }) => {
+                    return Ok(Some((next.0, c.epoch, c.off + FRAME_HEADER_LEN)))
                 }
+                Ok(Step::End(_)) => return Ok(None),
                 Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
             }
         }
@@ -238,8 +460,14 @@ impl Opener<'_> {
         // msync writes them back. So the header, and every frame that no
         // frame's durable watermark proves durable, are written again,
         // unchanged, before the barriers below: dirty again, they really
-        // become durable (or the barrier fails).
-        rewrite(&mut *region, 0, SEGMENT_HEADER_LEN)?;
+        // become durable (or the barrier fails). Every segment before this
+        // one is durable here (checked by `resume`), so the header, written
+        // again once the walk found nothing to refuse, may say so.
+        let header = SegmentHeader {
+            predecessor_unsynced: false,
+            ..*h
+        }
+        .encode();
         let mut proven = h.first_entry.0 - 1;
         let mut c = Cursor::new(h);
         let end = loop {
@@ -256,11 +484,12 @@ impl Opener<'_> {
                     let seal_end = c.off + FRAME_HEADER_LEN;
                     let proven = proven.max(c.marker_watermark);
                     let from = first_entry_above(region.bytes(), proven, c.off);
+                    region.write_at(0, &header)?;
                     rewrite_marker(&mut *region, &c)?;
                     rewrite(&mut *region, from, seal_end)?;
                     region.flush_range(0, seal_end as u64)?;
                     let recycled = self.take_recyclable(&mut pool);
-                    let a = self.create(SegmentId(id), next.0, epoch, recycled)?;
+                    let a = self.create(SegmentId(id), next.0, epoch, recycled, false)?;
                     return Ok((a, next.0, pool));
                 }
                 Ok(Step::End(end)) => break end,
@@ -274,6 +503,7 @@ impl Opener<'_> {
         // Damage, a later epoch, or evidence that the end was durable refuse
         // the open; a torn or clean end is fenced off below.
         rules::judge_end(region.bytes(), &c, end, true, path)?;
+        region.write_at(0, &header)?;
         rewrite_marker(&mut *region, &c)?;
         let from = first_entry_above(region.bytes(), proven, c.off);
         rewrite(&mut *region, from, c.off)?;
@@ -305,36 +535,76 @@ impl Opener<'_> {
         if c.off + 2 * FRAME_HEADER_LEN + SEAL_RESERVE > region.len() as usize {
             // No room for marker plus a frame: seal here and move on.
             let id = successor(h.segment.0, path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?;
-            let mut a = active(
-                region,
-                h.segment,
-                h.first_entry.0,
-                c.epoch,
-                c.off,
-                h.created_ms,
-            );
+            let mut a = active(region, *h, c.epoch, c.off);
             seal(&mut a, c.next, c.next - 1)?;
             let recycled = self.take_recyclable(&mut pool);
-            let a = self.create(SegmentId(id), c.next, epoch, recycled)?;
+            let a = self.create(SegmentId(id), c.next, epoch, recycled, false)?;
             return Ok((a, c.next, pool));
         }
         region.write_at(c.off as u64, &marker.encode(&[]))?;
         let tail = c.off + FRAME_HEADER_LEN;
         region.write_at(tail as u64, &ZERO_SLOT)?;
         region.flush_range(c.off as u64, 2 * FRAME_HEADER_LEN as u64)?;
-        Ok((
-            active(
-                region,
-                h.segment,
-                h.first_entry.0,
-                epoch,
-                tail,
-                h.created_ms,
-            ),
-            c.next,
-            pool,
-        ))
+        Ok((active(region, *h, epoch, tail), c.next, pool))
     }
+}
+
+/// Walks the final segment `buf` (header `h`) and judges its end, without
+/// writing anything: what [`Opener::resume_into`] will find, checked before
+/// a deferred rotation's segments are made durable.
+fn judge_final(buf: &[u8], h: &SegmentHeader, path: &str) -> Result<()> {
+    let mut c = Cursor::new(h);
+    loop {
+        match c.step(buf) {
+            Ok(Step::Entry { .. }) => {}
+            Ok(Step::Sealed { .. }) => return Ok(()),
+            Ok(Step::End(end)) => return rules::judge_end(buf, &c, end, true, path).map(|_| ()),
+            Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
+        }
+    }
+}
+
+/// What resume found: the active segment, the next entry id, the recycle
+/// pool, and the segments it moved into the pool (@D2 leftovers, whose
+/// frames must be scanned before reuse).
+pub(super) struct Resumed {
+    pub(super) active: Active,
+    pub(super) next_id: u64,
+    pub(super) pool: Vec<SegmentId>,
+    pub(super) retired: Vec<SegmentId>,
+}
+
+/// What [`Opener::check_deferred`] found.
+enum Chain {
+    /// Every walked segment is complete: these (oldest first) still have to
+    /// be made durable.
+    Complete(Vec<Pending>),
+    /// The log ends in `segments[j]`.
+    EndsAt(usize),
+}
+
+/// A complete segment a deferred rotation left unsynced.
+struct Pending {
+    id: SegmentId,
+    /// Where its frames (seal included, if present) end.
+    end: usize,
+    /// The seal to write (next id, epoch) if only the seal was missing.
+    seal: Option<(u64, u64)>,
+}
+
+/// Rewrites the header of segment `id` (`region`, at `path`) with
+/// [`SegmentHeader::predecessor_unsynced`] cleared, and flushes it.
+fn clear_unsynced_flag(region: &mut dyn Region, id: SegmentId, path: &str) -> Result<()> {
+    let h = rules::check_header(region.bytes(), id, path)?;
+    if h.predecessor_unsynced {
+        let h = SegmentHeader {
+            predecessor_unsynced: false,
+            ..h
+        };
+        region.write_at(0, &h.encode())?;
+        region.flush_range(0, SEGMENT_HEADER_LEN as u64)?;
+    }
+    Ok(())
 }
 
 /// Offsets of the segment header's id and epoch fields, named in errors.
@@ -380,20 +650,15 @@ fn rewrite(region: &mut dyn Region, from: usize, to: usize) -> Result<()> {
     Ok(())
 }
 
-fn active(
-    region: Box<dyn Region>,
-    id: SegmentId,
-    first: u64,
-    epoch: u64,
-    off: usize,
-    created_ms: u64,
-) -> Active {
+/// The append state of segment `header` (its region `region`), with frames
+/// of `epoch` appended from `off` on.
+fn active(region: Box<dyn Region>, header: SegmentHeader, epoch: u64, off: usize) -> Active {
     let flusher = region.flusher();
     Active {
         region,
         flusher,
-        id,
-        first_entry: first,
+        id: header.segment,
+        first_entry: header.first_entry.0,
         epoch,
         write_off: off,
         synced_off: off,
@@ -401,10 +666,11 @@ fn active(
         prewritten_off: None,
         prefault_want: 0,
         // A header from before birth times were stored: count from now.
-        created_ms: if created_ms == 0 {
+        created_ms: if header.created_ms == 0 {
             now_ms()
         } else {
-            created_ms
+            header.created_ms
         },
+        header,
     }
 }

@@ -15,12 +15,14 @@ use super::format::{
     durable_lag, frame_len, put_frame, FrameHeader, FRAME_HEADER_LEN, KIND_ENTRY, KIND_ENTRY_CONT,
     LOCK_NAME, SEAL_RESERVE, ZERO_SLOT,
 };
+use super::format::{SegmentHeader, SEGMENT_HEADER_LEN};
 use super::observer::{Counters, WalEvent, WalStats};
 use super::options::{segment_capacity, SyncPolicy, WalOptions};
 use super::prefault::{self, Prefaulter};
 use super::rules::{self, pool_path, segment_path, Listing};
 use super::segment_files::{
-    now_ms, seal, successor, Opener, EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT, SEGMENT_ID_RANGE,
+    now_ms, successor, write_seal, Opener, Resumed, EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT,
+    SEGMENT_ID_RANGE,
 };
 use super::{EntryId, SegmentId};
 use crate::directory::path::join;
@@ -59,6 +61,9 @@ pub(super) struct State {
     pub(super) pool: Vec<SegmentId>,
     /// Pooled files found at open rather than retired by this process.
     pub(super) unscanned_pool: BTreeSet<SegmentId>,
+    /// Sealed segments not yet durable, oldest first (deferred rotations):
+    /// the next barrier makes them durable, in order, before the active one.
+    pub(super) unsynced: Vec<Unsynced>,
     /// Milliseconds since open of the last barrier (for `Interval`).
     last_sync_ms: u64,
     /// Entries appended since open (counted under the lock: no atomics on
@@ -91,6 +96,23 @@ pub(super) struct Active {
     /// Pages up to this offset have been requested from the prefaulter
     /// (the segment's length when there is none).
     pub(super) prefault_want: usize,
+    /// The segment's header as written (rewritten when a barrier clears
+    /// [`SegmentHeader::predecessor_unsynced`]).
+    pub(super) header: SegmentHeader,
+}
+
+/// A sealed segment whose last frames (and seal) a deferred rotation left
+/// for the next barrier to make durable.
+pub(super) struct Unsynced {
+    pub(super) id: SegmentId,
+    pub(super) region: Box<dyn Region>,
+    pub(super) flusher: Arc<dyn RegionFlush>,
+    /// Its header as written: once its predecessor is durable, the barrier
+    /// clears the flag that says otherwise.
+    pub(super) header: SegmentHeader,
+    /// The bytes `from..to` (up to the end of the seal) are not durable.
+    pub(super) from: usize,
+    pub(super) to: usize,
 }
 
 impl Wal {
@@ -142,21 +164,36 @@ impl Wal {
             EPOCH_AT,
             EPOCH_RANGE,
         )?;
-        let unscanned_pool: BTreeSet<SegmentId> = pool.iter().copied().collect();
+        let mut unscanned_pool: BTreeSet<SegmentId> = pool.iter().copied().collect();
         let opener = Opener {
             dir: &*dir,
             opts: &opts,
             pool_epoch,
             unscanned_pool: &unscanned_pool,
         };
-        let (active, next_id, pool) = match segments.last() {
-            None => (
-                opener.create(SegmentId(1), opts.first_entry, pool_epoch + 1, None)?,
-                opts.first_entry,
+        let Resumed {
+            active,
+            next_id,
+            pool,
+            retired,
+        } = match segments.last() {
+            None => Resumed {
+                active: opener.create(
+                    SegmentId(1),
+                    opts.first_entry,
+                    pool_epoch + 1,
+                    None,
+                    false,
+                )?,
+                next_id: opts.first_entry,
                 pool,
-            ),
+                retired: Vec::new(),
+            },
             Some(_) => opener.resume(&segments, pool)?,
         };
+        // Leftovers of a deferred rotation moved into the pool: scanned
+        // before reuse, like every pooled file found at open.
+        unscanned_pool.extend(retired);
         let durable = next_id - 1;
         let spin = opts.commit_spin;
         let prefaulter = opts.prefault.then(Prefaulter::start).flatten();
@@ -171,6 +208,7 @@ impl Wal {
                 next_id,
                 pool,
                 unscanned_pool,
+                unsynced: Vec::new(),
                 last_sync_ms: 0,
                 appends: 0,
                 bytes_appended: 0,
@@ -326,21 +364,43 @@ impl Wal {
     }
 
     /// Leader's barrier: capture the dirty range under the lock, flush with no
-    /// lock held.
+    /// lock held. Sealed segments a deferred rotation left unsynced go first,
+    /// oldest first; once none is left, the active segment's header is
+    /// rewritten to say its predecessor is durable (if it said otherwise),
+    /// and its dirty range, header included, is flushed.
     fn flush_active(&self) -> Result<Flushed> {
-        let (flusher, start, end, upto, seg) = {
-            let mut st = self.lock_state();
-            st.active.prewrite_ahead();
-            let a = &st.active;
-            (
-                Arc::clone(&a.flusher),
-                a.synced_off,
-                a.write_off,
-                st.next_id - 1,
-                a.id,
-            )
-        };
         let t = Instant::now();
+        let mut bytes = 0u64;
+        let (flusher, start, end, upto, seg) = loop {
+            let older: Vec<_> = self
+                .lock_state()
+                .unsynced
+                .iter()
+                .map(|u| (u.id, Arc::clone(&u.flusher), u.from, u.to))
+                .collect();
+            let older = (!older.is_empty()).then_some(older);
+            let Some(older) = older else {
+                if let Some(capture) = self.capture_active()? {
+                    break capture;
+                }
+                // A rotation since the check: flush what it sealed first.
+                continue;
+            };
+            {
+                let _barrier = self.commit.barrier();
+                // IMPORTANT: see below; checked under the barrier lock.
+                self.commit.check()?;
+                for (_, flusher, from, to) in &older {
+                    flusher
+                        .flush_range(*from as u64, (to - from) as u64)
+                        .map_err(|e| self.fail(e))?;
+                    bytes += (to - from) as u64;
+                }
+            }
+            Counters::add(&self.counters.syncs, 1);
+            let last = older.last().expect("non-empty").0;
+            self.settle(&mut self.lock_state(), last)?;
+        };
         let len = end + FRAME_HEADER_LEN - start;
         {
             let _barrier = self.commit.barrier();
@@ -352,20 +412,56 @@ impl Wal {
                 .flush_range(start as u64, len as u64)
                 .map_err(|e| self.fail(e))?;
         }
+        bytes += len as u64;
         Counters::add(&self.counters.syncs, 1);
         {
             let mut st = self.lock_state();
-            if st.active.id == seg && st.active.synced_off < end {
-                st.active.synced_off = end;
+            if st.active.id == seg {
+                st.active.synced_off = st.active.synced_off.max(end);
+            } else if let Some(u) = st.unsynced.iter_mut().find(|u| u.id == seg) {
+                // Sealed since the capture: only what follows is unsynced.
+                u.from = u.from.max(end).min(u.to);
             }
             st.last_sync_ms = self.opened.elapsed().as_millis() as u64;
         }
         self.emit(|| WalEvent::Sync {
             durable: (upto > 0).then_some(EntryId(upto)),
-            bytes: len as u64,
+            bytes,
             elapsed: t.elapsed(),
         });
         Ok(Flushed { durable: upto })
+    }
+
+    /// Under the append lock: the active segment's flush handle, dirty range,
+    /// highest id and segment id, for the barrier; `None` if a sealed
+    /// segment is waiting to become durable first. Rewrites the header to
+    /// clear [`SegmentHeader::predecessor_unsynced`] when it may.
+    #[allow(clippy::type_complexity)]
+    fn capture_active(
+        &self,
+    ) -> Result<Option<(Arc<dyn RegionFlush>, usize, usize, u64, SegmentId)>> {
+        let mut st = self.lock_state();
+        if !st.unsynced.is_empty() {
+            return Ok(None);
+        }
+        let mut start = st.active.synced_off;
+        if st.active.header.predecessor_unsynced {
+            // IMPORTANT: only now, every segment before this one durable,
+            // may the header say so; this barrier makes it durable.
+            st.active.header.predecessor_unsynced = false;
+            let h = st.active.header.encode();
+            st.active.region.write_at(0, &h).map_err(|e| self.fail(e))?;
+            start = 0;
+        }
+        st.active.prewrite_ahead();
+        let a = &st.active;
+        Ok(Some((
+            Arc::clone(&a.flusher),
+            start,
+            a.write_off,
+            st.next_id - 1,
+            a.id,
+        )))
     }
 
     /// Copies frames for `payloads` into the active segment (rotating first
@@ -465,24 +561,25 @@ impl Wal {
         self.rotate(st)
     }
 
-    /// Seals the active segment, makes it durable, and activates the next
-    /// one (recycled if the pool has a file).
+    /// Seals the active segment and activates the next one (recycled if the
+    /// pool has a file), without waiting for the disk: the sealed segment
+    /// joins [`State::unsynced`], the new one's header says its predecessor
+    /// is not durable yet, and the next barrier makes both durable in order
+    /// (`FORMAT.md`, "Deferred rotation"). Only when
+    /// [`MAX_UNSYNCED_SEGMENTS`] are already waiting does rotation run that
+    /// barrier itself, so a crash never leaves more than that many segments
+    /// to judge, and resume never has more to walk.
     fn rotate(&self, st: &mut State) -> Result<()> {
         let next_id = st.next_id;
         let from = st.active.id;
         let path = segment_path(&self.opts.dir, from);
         let new_id = SegmentId(successor(from.0, &path, SEGMENT_ID_AT, SEGMENT_ID_RANGE)?);
         let epoch = successor(st.active.epoch, &path, EPOCH_AT, EPOCH_RANGE)?;
-        {
-            let _barrier = self.commit.barrier();
-            // IMPORTANT: checked and poisoned under the barrier lock: if a
-            // leader's barrier on this segment failed, its write-back error
-            // was reported to it alone, and this seal's flush would succeed
-            // without making those pages durable.
-            self.commit.check()?;
-            seal(&mut st.active, next_id, self.commit.durable()).map_err(|e| self.fail(e))?;
+        if st.unsynced.len() >= MAX_UNSYNCED_SEGMENTS {
+            self.sync_unsynced_locked(st)?;
         }
-        self.commit.advance(next_id - 1);
+        let seal_end =
+            write_seal(&mut st.active, next_id, self.commit.durable()).map_err(|e| self.fail(e))?;
         let opener = Opener {
             dir: &*self.dir,
             opts: &self.opts,
@@ -490,10 +587,20 @@ impl Wal {
             unscanned_pool: &st.unscanned_pool,
         };
         let recycled = opener.take_recyclable(&mut st.pool);
-        st.active = opener.create(new_id, next_id, epoch, recycled)?;
+        let sealed = std::mem::replace(
+            &mut st.active,
+            opener.create(new_id, next_id, epoch, recycled, true)?,
+        );
+        st.unsynced.push(Unsynced {
+            id: from,
+            flusher: sealed.flusher,
+            header: sealed.header,
+            from: sealed.synced_off,
+            to: seal_end,
+            region: sealed.region,
+        });
         retarget_prefault(self.prefaulter.as_ref(), &mut st.active);
         Counters::add(&self.counters.rotations, 1);
-        Counters::add(&self.counters.syncs, 1);
         if recycled.is_some() {
             Counters::add(&self.counters.recycled_reuses, 1);
         }
@@ -502,6 +609,55 @@ impl Wal {
             to: new_id,
             recycled: recycled.is_some(),
         });
+        Ok(())
+    }
+
+    /// Makes every segment in [`State::unsynced`] durable, in order, under
+    /// the append lock (rotation's bound on deferred segments).
+    fn sync_unsynced_locked(&self, st: &mut State) -> Result<()> {
+        {
+            let _barrier = self.commit.barrier();
+            // IMPORTANT: checked under the barrier lock, as every barrier is:
+            // a failed barrier's write-back error is reported once.
+            self.commit.check()?;
+            for u in &st.unsynced {
+                u.flusher
+                    .flush_range(u.from as u64, (u.to - u.from) as u64)
+                    .map_err(|e| self.fail(e))?;
+            }
+        }
+        Counters::add(&self.counters.syncs, 1);
+        if let Some(last) = st.unsynced.last().map(|u| u.id) {
+            self.settle(st, last)?;
+        }
+        // Every entry before the active segment is durable now.
+        self.commit.advance(st.active.first_entry - 1);
+        Ok(())
+    }
+
+    /// Under the append lock, once the sealed segments up to `upto` in
+    /// [`State::unsynced`] are durable: drops them from the list, and
+    /// rewrites (and flushes) the header of each whose flag still says its
+    /// predecessor is not durable. Every predecessor is durable now (an
+    /// earlier entry of this batch, or made durable before it), and a
+    /// cleared flag is what lets a reader tell later damage from a crash
+    /// (`FORMAT.md`, "Deferred rotation").
+    fn settle(&self, st: &mut State, upto: SegmentId) -> Result<()> {
+        let n = st.unsynced.iter().take_while(|u| u.id <= upto).count();
+        let done: Vec<Unsynced> = st.unsynced.drain(..n).collect();
+        let _barrier = self.commit.barrier();
+        self.commit.check()?;
+        for mut u in done {
+            if u.header.predecessor_unsynced {
+                u.header.predecessor_unsynced = false;
+                u.region
+                    .write_at(0, &u.header.encode())
+                    .map_err(|e| self.fail(e))?;
+                u.flusher
+                    .flush_range(0, SEGMENT_HEADER_LEN as u64)
+                    .map_err(|e| self.fail(e))?;
+            }
+        }
         Ok(())
     }
 
@@ -556,6 +712,11 @@ impl std::fmt::Debug for Wal {
             .finish()
     }
 }
+
+/// Most sealed segments a rotation leaves for a later barrier (see
+/// [`Wal::rotate`]): with 64 MiB segments, 256 MiB of appends may wait for
+/// the disk before a rotation does.
+pub(super) const MAX_UNSYNCED_SEGMENTS: usize = 4;
 
 /// Bytes between early write-back hints: large enough that the system call
 /// is rare (once per ~28,000 appends of 100 bytes), small enough that a
