@@ -1,5 +1,5 @@
-//! zerodur-compare: zerodur side by side with durability 0.6.1, okaywal 0.3 and the raw
-//! floor, in one round-robin run on one filesystem with the same payloads.
+//! zerodur-compare: zerodur side by side with durability 0.6.1, okaywal 0.3, raft-log 0.4 and
+//! the raw floor, in one round-robin run on one filesystem with the same payloads.
 //!
 //! ```text
 //! cargo run --release -p zerodur-compare -- [--quick] [--out FILE.md] [--svg FILE.svg] [--dir PATH]
@@ -8,6 +8,7 @@
 mod durability_peer;
 mod harness;
 mod okaywal_peer;
+mod raftlog_peer;
 mod raw;
 mod report;
 mod zerodur_peer;
@@ -363,10 +364,11 @@ fn run(args: &Args) -> std::io::Result<()> {
         pairs: make_pairs(scale.pairs),
         blob: pseudo_random_bytes(scale.blob_bytes, 4),
     };
-    let contenders: [&dyn Contender; 4] = [
+    let contenders: [&dyn Contender; 5] = [
         &zerodur_peer::Zerodur,
         &durability_peer::Durability,
         &okaywal_peer::Okaywal,
+        &raftlog_peer::RaftLogPeer,
         &raw::Raw,
     ];
     let mut tasks = build_tasks(&scale, &inputs);

@@ -17,7 +17,7 @@ use crate::{raw, zerodur_peer, Scale};
 const BUSY_LOAD: f64 = 1.0;
 
 /// Line colours per contender, in contender order.
-const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#7f7f7f"];
+const COLORS: [&str; 5] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f"];
 
 /// Where and how the run happened.
 pub struct Environment {
