@@ -203,6 +203,8 @@ pub struct Task<'a> {
     pub key: String,
     /// Human title of the operation.
     pub title: String,
+    /// Short name of the operation, for the chart.
+    pub label: String,
     pub measure: Measure,
     /// Untimed input building, once per contender, into a pristine directory.
     pub prepare: Option<Step<'a, ()>>,
@@ -217,6 +219,7 @@ pub type Samples = Result<Vec<Sample>, Skip>;
 pub struct TaskResult {
     pub key: String,
     pub title: String,
+    pub label: String,
     pub measure: Measure,
     /// In the order of the contender list.
     pub samples: Vec<(&'static str, Samples)>,
@@ -304,6 +307,7 @@ pub fn run_all(
         .map(|(task, samples)| TaskResult {
             key: task.key.clone(),
             title: task.title.clone(),
+            label: task.label.clone(),
             measure: task.measure,
             samples: contenders.iter().map(|c| c.name()).zip(samples).collect(),
         })

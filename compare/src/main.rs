@@ -5,7 +5,9 @@
 //! cargo run --release -p zerodur-compare -- [--quick] [--out FILE.md] [--svg FILE.svg] [--dir PATH]
 //! ```
 
+mod chart;
 mod durability_peer;
+mod environment;
 mod harness;
 mod okaywal_peer;
 mod raftlog_peer;
@@ -166,6 +168,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     let mut tasks = vec![Task {
         key: "append-latency".to_string(),
         title: format!("durable append, {DURABLE_PAYLOAD_BYTES} B, 1 writer"),
+        label: "durable append p50, 1 writer".to_string(),
         measure: Measure::Latency,
         prepare: None,
         run: Box::new(|c: &dyn Contender, dir: &Path| {
@@ -178,6 +181,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
         tasks.push(Task {
             key: format!("threads-{threads}"),
             title: format!("durable appends/s, {DURABLE_PAYLOAD_BYTES} B, {threads} threads"),
+            label: format!("durable appends/s, {threads} threads"),
             measure: Measure::RateAndLatency,
             prepare: None,
             run: Box::new(move |c: &dyn Contender, dir: &Path| {
@@ -194,6 +198,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
         tasks.push(Task {
             key: format!("buffered-{}", payload.len()),
             title: format!("buffered appends/s, {} B", payload.len()),
+            label: format!("buffered appends/s, {} B", payload.len()),
             measure: Measure::Rate,
             prepare: None,
             run: Box::new(move |c: &dyn Contender, dir: &Path| {
@@ -214,6 +219,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
             "replay {} × {SMALL_PAYLOAD_BYTES} B entries, page-cached",
             count(entries)
         ),
+        label: format!("replay, {} entries", count(entries)),
         measure: Measure::Time,
         prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
             c.replay_prepare(dir, &inputs.small, entries)
@@ -228,6 +234,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     tasks.push(Task {
         key: "checkpoint-write-pairs".to_string(),
         title: format!("checkpoint write (durable), {pairs_label}"),
+        label: "checkpoint write, pairs".to_string(),
         measure: Measure::Time,
         prepare: None,
         run: Box::new(move |c: &dyn Contender, dir: &Path| {
@@ -237,6 +244,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     tasks.push(Task {
         key: "checkpoint-load-pairs".to_string(),
         title: format!("checkpoint load + full scan, {pairs_label}"),
+        label: "checkpoint load + scan, pairs".to_string(),
         measure: Measure::Time,
         prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
             c.checkpoint_prepare_pairs(dir, pairs)
@@ -251,6 +259,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     tasks.push(Task {
         key: "checkpoint-write-blob".to_string(),
         title: format!("checkpoint write (durable), {blob_label}"),
+        label: format!("checkpoint write, {blob_label}"),
         measure: Measure::Time,
         prepare: None,
         run: Box::new(move |c: &dyn Contender, dir: &Path| {
@@ -260,6 +269,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     tasks.push(Task {
         key: "checkpoint-load-blob".to_string(),
         title: format!("checkpoint load, {blob_label}"),
+        label: format!("checkpoint load, {blob_label}"),
         measure: Measure::Time,
         prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
             c.checkpoint_prepare_blob(dir, blob)
@@ -275,6 +285,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
             "recovery: checkpoint of {pairs_label} + {} × {SMALL_PAYLOAD_BYTES} B entries",
             count(entries)
         ),
+        label: "recovery: checkpoint + suffix".to_string(),
         measure: Measure::Time,
         prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
             c.recovery_prepare(dir, pairs, &inputs.small, entries)
@@ -296,6 +307,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
                 "resume, {sealed_segments} sealed segments of {} KiB",
                 scale.resume_segment_bytes >> 10
             ),
+            label: format!("resume, {sealed_segments} sealed segments"),
             measure: Measure::Time,
             prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
                 c.resume_prepare(dir, log)
@@ -350,7 +362,7 @@ fn run(args: &Args) -> std::io::Result<()> {
         .dir
         .join(format!("zerodur-compare-{}", std::process::id()));
     fs::create_dir_all(&scratch)?;
-    let environment = report::Environment::probe(&scratch, &scale);
+    let environment = environment::Environment::probe(&scratch, &scale);
     eprintln!(
         "zerodur-compare ({} mode) in {}",
         scale.name,
@@ -389,7 +401,7 @@ fn run(args: &Args) -> std::io::Result<()> {
     let elapsed = started.elapsed();
 
     let markdown = report::markdown(&environment, &contenders, &results, elapsed);
-    let svg = report::svg(&environment, &contenders, &results);
+    let svg = chart::svg(&environment, &contenders, &results);
     print!("{markdown}");
     for (path, text) in [(&args.out, &markdown), (&args.svg, &svg)] {
         if let Some(parent) = path.parent() {

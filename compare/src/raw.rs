@@ -1,8 +1,10 @@
 //! The raw floor: the least work any engine must do for each operation.
 //!
-//! - Durable appends: `pwrite` of the payload at increasing offsets of a preallocated file
-//!   whose blocks were really written (zeros, then `fdatasync`), then `fdatasync`. With
-//!   several threads, one mutex serialises pwrite + fdatasync (no group commit).
+//! - Durable append, one writer: `pwrite` of the payload at increasing offsets of a
+//!   preallocated file whose blocks were really written (zeros, then `fdatasync`), then
+//!   `fdatasync`. Several writers have no floor here: without group commit the floor would
+//!   only serialise their syncs, which is no bound on an engine that shares one sync between
+//!   them, so the multi-thread operations report it as not supported.
 //! - Buffered appends (a streaming floor): the frames zerodur writes (FORMAT.md, "Frame": a
 //!   32-byte header with a CRC, length, kind, entry id, durable lag and epoch, then the
 //!   payload, padded to a multiple of 16 bytes), one `crc32fast` pass each over the header
@@ -22,7 +24,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
@@ -38,6 +40,11 @@ const CHECKPOINT_FILE: &str = "checkpoint.bin";
 /// The raw floor's name; the report computes "vs raw floor" against it.
 pub const NAME: &str = "raw floor";
 
+/// Why several durable writers have no floor.
+const NO_GROUP_COMMIT: &str = "no floor for several writers: without group commit the floor \
+     would only serialise their fdatasyncs, and an engine that shares one sync between them \
+     is not bound by that";
+
 /// Why resume has no floor.
 const NO_RESUME: &str = "no log format to resume";
 
@@ -50,6 +57,53 @@ const STREAMED_KIND_ENTRY: u8 = 1;
 /// The epoch every streamed frame carries (a segment's first life).
 const STREAMED_EPOCH: u64 = 1;
 
+/// What the floor of an operation is.
+pub enum Floor {
+    /// The floor exists; the text says what it does.
+    Is(&'static str),
+    /// There is no floor: a few words for a table cell, and the whole reason.
+    Without {
+        short: &'static str,
+        why: &'static str,
+    },
+}
+
+/// The floor of each operation, by task key.
+pub fn floor_of(key: &str) -> Floor {
+    let text = match key {
+        "append-latency" | "threads-1" => {
+            "pwrite of the payload into a preallocated file whose blocks were written and \
+             synced beforehand, then fdatasync"
+        }
+        _ if key.starts_with("threads-") => {
+            return Floor::Without {
+                short: "no group commit",
+                why: NO_GROUP_COMMIT,
+            }
+        }
+        _ if key.starts_with("buffered-") => {
+            "a streaming floor: zerodur's frames (32-byte header, payload padded to 16 B), one \
+             CRC each over header and payload, written back to back into anonymous memory as \
+             large as the run (appends × frame size), populated before timing, 4 KiB pages: \
+             no page faults, but memory that is not cache-resident, as a log's is"
+        }
+        "replay" => "mmap of one log file and a CRC check of every frame (16-byte headers)",
+        "checkpoint-write-pairs" | "checkpoint-write-blob" => {
+            "the raw bytes to a temporary file, fdatasync, rename, directory fsync"
+        }
+        "checkpoint-load-pairs" => "mmap, one CRC pass over the file, one read of every pair",
+        "checkpoint-load-blob" => "mmap and one CRC pass over the file",
+        "recovery" => "the pairs checkpoint load plus the replay floor",
+        _ => {
+            return Floor::Without {
+                short: "nothing to resume",
+                why: NO_RESUME,
+            }
+        }
+    };
+    Floor::Is(text)
+}
+
 /// The raw floor contender.
 pub struct Raw;
 
@@ -59,13 +113,14 @@ impl Contender for Raw {
     }
 
     fn method(&self) -> &'static str {
-        "pwrite + fdatasync into a preallocated, zero-filled file (one mutex across threads); \
-         a streaming floor for buffered appends: zerodur's frames (32-byte header, payload \
-         padded to 16 B), one CRC each, written back to back into anonymous memory of the \
-         run's total size, populated before timing (MADV_POPULATE_WRITE) with 4 KiB pages: no \
-         page faults, no cache residency; mmap + per-frame CRC for replay; temp file + \
-         fdatasync + rename + dir fsync for checkpoint writes; mmap + one CRC pass (+ one read \
-         of every pair) for checkpoint loads; no resume"
+        "pwrite + fdatasync into a preallocated, zero-filled file (one writer; no floor for \
+         several threads, which it could only serialise); a streaming floor for buffered \
+         appends: zerodur's frames (32-byte header, payload padded to 16 B), one CRC each, \
+         written back to back into anonymous memory of the run's total size, populated before \
+         timing (MADV_POPULATE_WRITE) with 4 KiB pages: no page faults, no cache residency; \
+         mmap + per-frame CRC for replay; temp file + fdatasync + rename + dir fsync for \
+         checkpoint writes; mmap + one CRC pass (+ one read of every pair) for checkpoint \
+         loads; no resume"
     }
 
     fn durable_append_latency(
@@ -91,16 +146,17 @@ impl Contender for Raw {
         threads: usize,
         run_for: Duration,
     ) -> Outcome<Work> {
+        if threads > 1 {
+            return Err(Skip::Unsupported(NO_GROUP_COMMIT));
+        }
         // Room for 100 k appends per second; past that the file just grows.
         let room = (run_for.as_secs_f64() * 100_000.0) as usize * payload.len();
         let file = preallocated(&dir.join(LOG_FILE), room)?;
-        let log = Mutex::new((file, 0u64));
+        let offset = AtomicU64::new(0);
         append_for(threads, run_for, || {
-            let mut guard = log.lock().expect("raw log mutex poisoned");
-            let (file, offset) = &mut *guard;
-            file.write_all_at(payload, *offset)?;
+            let at = offset.fetch_add(payload.len() as u64, Ordering::Relaxed);
+            file.write_all_at(payload, at)?;
             file.sync_data()?;
-            *offset += payload.len() as u64;
             Ok(())
         })
     }
@@ -530,5 +586,16 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] = 9;
         assert_eq!(memory.bytes_mut()[last], 9);
+    }
+
+    #[test]
+    fn several_writers_have_no_floor() {
+        let outcome =
+            Raw.durable_append_threads(Path::new("/nonexistent"), &[0; 8], 2, Duration::ZERO);
+        assert!(matches!(outcome, Err(Skip::Unsupported(_))));
+        assert!(matches!(floor_of("threads-4"), Floor::Without { .. }));
+        assert!(matches!(floor_of("threads-1"), Floor::Is(_)));
+        assert!(matches!(floor_of("buffered-100"), Floor::Is(_)));
+        assert!(matches!(floor_of("resume-16"), Floor::Without { .. }));
     }
 }
