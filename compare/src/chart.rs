@@ -551,7 +551,8 @@ fn ratio_panel(svg: &mut String, names: &[&str], results: &[TaskResult]) -> f64 
     bottom + 14.0
 }
 
-/// Notes on how to read the chart and the run's environment. Returns the chart's height.
+/// Notes on how to read the chart, the run's environment, and a warning when the scratch
+/// directory was in memory. Returns the chart's height.
 fn footer(svg: &mut String, env: &Environment, top: f64) -> f64 {
     let mut y = top + 24.0;
     for note in [
@@ -575,6 +576,13 @@ fn footer(svg: &mut String, env: &Environment, top: f64) -> f64 {
         env.cores,
         escape(&env.filesystem)
     );
+    if let Some(kind) = env.memory_filesystem {
+        y += 20.0;
+        let _ = writeln!(
+            svg,
+            r##"<text x="20" y="{y:.1}" font-size="14" font-weight="bold" fill="#d62728">WARNING: scratch directory on {kind}: syncs write nothing, durability figures mean nothing</text>"##
+        );
+    }
     y + 16.0
 }
 
@@ -591,6 +599,7 @@ mod tests {
             cpu: String::new(),
             cores: 2,
             filesystem: String::new(),
+            memory_filesystem: None,
             scratch: String::new(),
             mode: "quick",
             rounds: 1,
@@ -705,5 +714,13 @@ mod tests {
         assert!(chart.contains(">1.00×<"), "blob load vs floor");
         assert!(chart.contains("raw floor: n/a (no floor: no group commit)"));
         assert!(chart.contains("okaywal 0.3: n/a (no checkpoint API)"));
+        assert!(!chart.contains("WARNING"));
+        let on_tmpfs = Environment {
+            memory_filesystem: Some("tmpfs"),
+            ..env()
+        };
+        assert!(
+            svg(&on_tmpfs, &contenders, &results).contains("WARNING: scratch directory on tmpfs")
+        );
     }
 }

@@ -32,7 +32,9 @@ usage: zerodur-compare [--quick] [--only TEXT] [--out FILE.md] [--svg FILE.svg] 
   --out FILE     markdown report (default: compare/results/latest[.quick].md)
   --svg FILE     SVG chart (default: compare/results/latest[.quick].svg)
   --dir PATH     where the scratch files go (default: the system temp dir); a
-                 fresh subdirectory is made there and removed at the end";
+                 fresh subdirectory is made there and removed at the end. On
+                 tmpfs or ramfs every sync is free and durability figures
+                 mean nothing (the run warns)";
 
 /// Payload of durable appends.
 const DURABLE_PAYLOAD_BYTES: usize = 128;
@@ -368,6 +370,9 @@ fn run(args: &Args) -> std::io::Result<()> {
         scale.name,
         scratch.display()
     );
+    if let Some(warning) = environment.memory_filesystem_warning() {
+        eprintln!("\n{}\n", environment::banner(&warning));
+    }
 
     let inputs = Inputs {
         durable: pseudo_random_bytes(DURABLE_PAYLOAD_BYTES, 1),
@@ -409,6 +414,9 @@ fn run(args: &Args) -> std::io::Result<()> {
         }
         fs::write(path, text)?;
         eprintln!("wrote {}", path.display());
+    }
+    if let Some(warning) = environment.memory_filesystem_warning() {
+        eprintln!("\n{}", environment::banner(&warning));
     }
     Ok(())
 }

@@ -215,6 +215,12 @@ pub fn markdown(
     let mut out = String::new();
 
     let _ = writeln!(out, "# zerodur vs peers ({} mode)\n", env.mode);
+    if let Some(warning) = env.memory_filesystem_warning() {
+        let _ = writeln!(
+            out,
+            "> **WARNING: durability figures are meaningless here.** {warning}\n"
+        );
+    }
     let _ = writeln!(
         out,
         "- date: {}\n- kernel: {}\n- CPU: {} ({} cores available)\n- filesystem: {} ({})\n\
@@ -423,6 +429,7 @@ mod tests {
             cpu: String::new(),
             cores: 2,
             filesystem: String::new(),
+            memory_filesystem: None,
             scratch: String::new(),
             mode: "quick",
             rounds: 1,
@@ -450,6 +457,7 @@ mod tests {
         }];
         let text = markdown(&env(), &contenders, &results, Duration::ZERO);
         assert!(text.contains("| durable append p50 | n/a |"));
+        assert!(!text.contains("WARNING"));
     }
 
     #[test]
@@ -473,6 +481,18 @@ mod tests {
         assert!(text.contains(
             "- **durable appends/s, 8 threads**: no floor (no floor for several writers"
         ));
+    }
+
+    #[test]
+    fn memory_filesystems_are_flagged_in_the_report() {
+        let contenders: [&dyn Contender; 1] = [&crate::zerodur_peer::Zerodur];
+        let env = Environment {
+            memory_filesystem: Some("tmpfs"),
+            ..env()
+        };
+        let text = markdown(&env, &contenders, &[], Duration::ZERO);
+        assert!(text.contains("WARNING: durability figures are meaningless here"));
+        assert!(text.contains("on tmpfs"));
     }
 
     #[test]
