@@ -2,7 +2,8 @@
 //! the raw floor, in one round-robin run on one filesystem with the same payloads.
 //!
 //! ```text
-//! cargo run --release -p zerodur-compare -- [--quick] [--out FILE.md] [--svg FILE.svg] [--dir PATH]
+//! cargo run --release -p zerodur-compare -- [--quick] [--only TEXT] [--dir PATH]
+//!     [--update-committed] [--out FILE.md] [--svg FILE.svg]
 //! ```
 
 mod chart;
@@ -23,18 +24,23 @@ use std::time::Duration;
 use harness::{Contender, Measure, ResumeLog, Sample, Task, Work};
 
 const USAGE: &str = "\
-usage: zerodur-compare [--quick] [--only TEXT] [--out FILE.md] [--svg FILE.svg] [--dir PATH]
+usage: zerodur-compare [--quick] [--only TEXT] [--dir PATH] [--update-committed]
+                       [--out FILE.md] [--svg FILE.svg]
 
-  --quick        scaled-down run (under a minute on 2 cores)
-  --only TEXT    run only the operations whose key contains TEXT (keys:
-                 append-latency, threads-N, buffered-N, replay,
-                 checkpoint-{write,load}-{pairs,blob}, recovery, resume-N)
-  --out FILE     markdown report (default: compare/results/latest[.quick].md)
-  --svg FILE     SVG chart (default: compare/results/latest[.quick].svg)
-  --dir PATH     where the scratch files go (default: the system temp dir); a
-                 fresh subdirectory is made there and removed at the end. On
-                 tmpfs or ramfs every sync is free and durability figures
-                 mean nothing (the run warns)";
+  --quick             scaled-down run (about a minute on 2 cores)
+  --only TEXT         run only the operations whose key contains TEXT (keys:
+                      append-latency, threads-N, buffered-N, replay,
+                      checkpoint-{write,load}-{pairs,blob}, recovery, resume-N)
+  --dir PATH          where the scratch files go (default: the system temp
+                      dir); a fresh subdirectory is made there and removed at
+                      the end. Use a directory on the disk you care about: on
+                      tmpfs or ramfs every sync is free and durability figures
+                      mean nothing (the run warns)
+  --update-committed  write the committed results, compare/results/latest.md
+                      and latest.svg (a full run of every operation only)
+  --out FILE          markdown report (default: target/zerodur-compare/
+                      latest[.quick].md, under CARGO_TARGET_DIR if set)
+  --svg FILE          SVG chart (default: as for the report, ending in .svg)";
 
 /// Payload of durable appends.
 const DURABLE_PAYLOAD_BYTES: usize = 128;
@@ -113,6 +119,7 @@ fn parse_args() -> Result<Args, String> {
     let mut out = None;
     let mut svg = None;
     let mut dir = None;
+    let mut update_committed = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -122,11 +129,19 @@ fn parse_args() -> Result<Args, String> {
             "--out" => out = Some(PathBuf::from(value("--out")?)),
             "--svg" => svg = Some(PathBuf::from(value("--svg")?)),
             "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
+            "--update-committed" => update_committed = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument: {other}")),
         }
     }
-    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    if update_committed && (quick || only.is_some()) {
+        return Err(UPDATE_COMMITTED_ALONE.to_string());
+    }
+    let results = if update_committed {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("results")
+    } else {
+        scratch_results_dir()
+    };
     let stem = if quick { "latest.quick" } else { "latest" };
     Ok(Args {
         quick,
@@ -135,6 +150,24 @@ fn parse_args() -> Result<Args, String> {
         svg: svg.unwrap_or_else(|| results.join(format!("{stem}.svg"))),
         dir: dir.unwrap_or_else(std::env::temp_dir),
     })
+}
+
+/// Why `--update-committed` refuses `--quick` and `--only`.
+const UPDATE_COMMITTED_ALONE: &str = "--update-committed replaces the committed results of a \
+     full run of every operation: it takes neither --quick nor --only";
+
+/// Where runs write their results unless told otherwise: `zerodur-compare/` in cargo's
+/// target directory (`CARGO_TARGET_DIR` when set, else the workspace's `target/`), which
+/// git ignores.
+fn scratch_results_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            manifest.parent().unwrap_or(manifest).join("target")
+        });
+    target.join("zerodur-compare")
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so no payload is all zeros.
@@ -408,12 +441,12 @@ fn run(args: &Args) -> std::io::Result<()> {
     let markdown = report::markdown(&environment, &contenders, &results, elapsed);
     let svg = chart::svg(&environment, &contenders, &results);
     print!("{markdown}");
-    for (path, text) in [(&args.out, &markdown), (&args.svg, &svg)] {
-        if let Some(parent) = path.parent() {
+    for (what, path, text) in [("report", &args.out, &markdown), ("chart", &args.svg, &svg)] {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent)?;
         }
         fs::write(path, text)?;
-        eprintln!("wrote {}", path.display());
+        eprintln!("wrote the {what} to {}", path.display());
     }
     if let Some(warning) = environment.memory_filesystem_warning() {
         eprintln!("\n{}", environment::banner(&warning));
