@@ -117,6 +117,16 @@ struct Panel {
 }
 
 impl Panel {
+    /// One of the two panels side by side at the top of the chart.
+    fn top_row(left: f64) -> Panel {
+        Panel {
+            left,
+            top: 60.0,
+            width: 380.0,
+            height: 300.0,
+        }
+    }
+
     fn y(&self, value: f64, axis: Axis) -> f64 {
         self.top + self.height * (1.0 - axis.fraction(value))
     }
@@ -205,12 +215,7 @@ fn throughput_panel(svg: &mut String, names: &[&str], results: &[TaskResult]) {
             Some((count, result))
         })
         .collect();
-    let panel = Panel {
-        left: 80.0,
-        top: 60.0,
-        width: 380.0,
-        height: 300.0,
-    };
+    let panel = Panel::top_row(80.0);
     let max_rate = threads
         .iter()
         .flat_map(|(_, result)| (0..names.len()).filter_map(|i| headline(result, i)))
@@ -297,12 +302,7 @@ fn latency_panel(svg: &mut String, names: &[&str], results: &[TaskResult]) {
             Stats::of(&values)
         })
         .collect();
-    let panel = Panel {
-        left: 590.0,
-        top: 60.0,
-        width: 380.0,
-        height: 300.0,
-    };
+    let panel = Panel::top_row(590.0);
     let max_latency = latencies
         .iter()
         .flatten()
@@ -589,34 +589,11 @@ fn footer(svg: &mut String, env: &Environment, top: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::{Sample, Work};
+    use crate::harness::{one_second_of as rate, result_of, Sample};
     use std::time::Duration;
-
-    fn env() -> Environment {
-        Environment {
-            date: String::new(),
-            kernel: String::new(),
-            cpu: String::new(),
-            cores: 2,
-            filesystem: String::new(),
-            memory_filesystem: None,
-            scratch: String::new(),
-            mode: "quick",
-            rounds: 1,
-            load_at_start: String::new(),
-        }
-    }
 
     fn time(ms: u64) -> Sample {
         Sample::Time(Duration::from_millis(ms))
-    }
-
-    fn rate(ops: u64) -> Sample {
-        Sample::Work(Work {
-            ops,
-            elapsed: Duration::from_secs(1),
-            latencies: Vec::new(),
-        })
     }
 
     #[test]
@@ -637,18 +614,24 @@ mod tests {
     }
 
     #[test]
-    fn chart_without_any_data_still_renders() {
+    fn report_and_chart_without_any_data_still_render() {
         let contenders: [&dyn Contender; 1] = [&crate::zerodur_peer::Zerodur];
-        let results = [TaskResult {
-            key: "append-latency".to_string(),
-            title: "durable append".to_string(),
-            label: "durable append".to_string(),
-            measure: Measure::Latency,
-            samples: vec![(zerodur_peer::NAME, Err(Skip::Unsupported("test")))],
-        }];
-        let chart = svg(&env(), &contenders, &results);
+        let results = [result_of(
+            "append-latency",
+            Measure::Latency,
+            vec![(zerodur_peer::NAME, Err(Skip::Unsupported("test")))],
+        )];
+        let chart = svg(&Environment::for_tests(), &contenders, &results);
         assert_eq!(chart.matches("no data").count(), 2);
         assert!(chart.ends_with("</svg>\n"));
+        let text = crate::report::markdown(
+            &Environment::for_tests(),
+            &contenders,
+            &results,
+            std::time::Duration::ZERO,
+        );
+        assert!(text.contains("| append-latency p50 | n/a |"));
+        assert!(!text.contains("WARNING"));
     }
 
     #[test]
@@ -659,52 +642,39 @@ mod tests {
             &raw::Raw,
         ];
         let results = [
-            TaskResult {
-                key: "replay".to_string(),
-                title: "replay".to_string(),
-                label: "replay, 1 k entries".to_string(),
-                measure: Measure::Time,
-                samples: vec![
+            result_of(
+                "replay",
+                Measure::Time,
+                vec![
                     (zerodur_peer::NAME, Ok(vec![time(10)])),
                     ("okaywal 0.3", Ok(vec![time(40)])),
                     (raw::NAME, Ok(vec![time(5)])),
                 ],
-            },
-            TaskResult {
-                key: "threads-4".to_string(),
-                title: "threads".to_string(),
-                label: "durable appends/s, 4 threads".to_string(),
-                measure: Measure::RateAndLatency,
-                samples: vec![
+            ),
+            result_of(
+                "threads-4",
+                Measure::RateAndLatency,
+                vec![
                     (zerodur_peer::NAME, Ok(vec![rate(300)])),
                     ("okaywal 0.3", Ok(vec![rate(100)])),
-                    (
-                        raw::NAME,
-                        Err(Skip::Unsupported("no floor for several writers: x")),
-                    ),
+                    (raw::NAME, Err(Skip::Unsupported("no floor: x"))),
                 ],
-            },
-            TaskResult {
-                key: "checkpoint-load-blob".to_string(),
-                title: "load".to_string(),
-                label: "checkpoint load, 1 MiB blob".to_string(),
-                measure: Measure::Time,
-                samples: vec![
+            ),
+            result_of(
+                "checkpoint-load-blob",
+                Measure::Time,
+                vec![
                     (zerodur_peer::NAME, Ok(vec![time(2)])),
                     (
                         "okaywal 0.3",
-                        Err(Skip::Unsupported("no checkpoint API: none")),
+                        Err(Skip::Unsupported("no checkpoint API: x")),
                     ),
                     (raw::NAME, Ok(vec![time(2)])),
                 ],
-            },
+            ),
         ];
-        let chart = svg(&env(), &contenders, &results);
-        for label in [
-            "replay, 1 k entries",
-            "durable appends/s, 4 threads",
-            "checkpoint load, 1 MiB blob",
-        ] {
+        let chart = svg(&Environment::for_tests(), &contenders, &results);
+        for label in ["replay", "threads-4", "checkpoint-load-blob"] {
             assert!(chart.contains(label), "{label} missing");
         }
         // Times: peer/zerodur; rates: zerodur/peer; both above 1 when zerodur is better.
@@ -717,7 +687,7 @@ mod tests {
         assert!(!chart.contains("WARNING"));
         let on_tmpfs = Environment {
             memory_filesystem: Some("tmpfs"),
-            ..env()
+            ..Environment::for_tests()
         };
         assert!(
             svg(&on_tmpfs, &contenders, &results).contains("WARNING: scratch directory on tmpfs")

@@ -14,15 +14,23 @@ const MEMORY_FILESYSTEMS: [(u32, &str); 2] = [(0x0102_1994, "tmpfs"), (0x8584_58
 
 /// Where and how the run happened.
 pub struct Environment {
+    /// When the run started, `YYYY-MM-DD HH:MM UTC`.
     pub date: String,
+    /// The kernel release.
     pub kernel: String,
+    /// The CPU model.
     pub cpu: String,
+    /// Cores available to this process.
     pub cores: usize,
+    /// Type and device of the filesystem holding the scratch directory.
     pub filesystem: String,
     /// `Some("tmpfs")` or `Some("ramfs")` when the scratch directory lives in memory.
     pub memory_filesystem: Option<&'static str>,
+    /// The scratch directory.
     pub scratch: String,
+    /// `quick` or `full`.
     pub mode: &'static str,
+    /// Round-robin rounds.
     pub rounds: usize,
     /// 1-minute load average when the run started (other work on the machine adds noise).
     pub load_at_start: String,
@@ -70,6 +78,25 @@ impl Environment {
              --dir on a disk-backed filesystem.",
             self.scratch
         ))
+    }
+}
+
+#[cfg(test)]
+impl Environment {
+    /// An environment of blank strings on a disk, for tests of the report and the chart.
+    pub fn for_tests() -> Environment {
+        Environment {
+            date: String::new(),
+            kernel: String::new(),
+            cpu: String::new(),
+            cores: 2,
+            filesystem: String::new(),
+            memory_filesystem: None,
+            scratch: String::new(),
+            mode: "quick",
+            rounds: 1,
+            load_at_start: String::new(),
+        }
     }
 }
 

@@ -54,18 +54,29 @@ const RESUME_ENTRY_BYTES: usize = 1024;
 /// How much work each operation does; `quick` and `full` are the two presets.
 #[derive(Debug, Clone)]
 pub struct Scale {
+    /// `quick` or `full`.
     pub name: &'static str,
+    /// Round-robin rounds; each contender runs each operation once per round.
     pub rounds: usize,
+    /// Timed appends per round of the one-writer latency operation.
     pub latency_appends: usize,
+    /// The thread counts of the multi-thread durable-append operations.
     pub thread_counts: Vec<usize>,
     /// How long each multi-thread durable-append run lasts.
     pub thread_run_for: Duration,
+    /// Appends per round of buffered appends of the small payload.
     pub buffered_small_appends: usize,
+    /// Appends per round of buffered appends of the large payload.
     pub buffered_large_appends: usize,
+    /// Entries of the replay log, and of the log suffix recovery applies.
     pub replay_entries: usize,
+    /// `(u64, u64)` pairs in the pairs checkpoint.
     pub pairs: usize,
+    /// Bytes of the blob checkpoint.
     pub blob_bytes: usize,
+    /// Segment size of the logs that resume reopens.
     pub resume_segment_bytes: u64,
+    /// Sealed segments of the two resume logs (few, many).
     pub resume_sealed_segments: [usize; 2],
 }
 

@@ -44,7 +44,7 @@ use raft_log::api::raft_log_writer::RaftLogWriter;
 use raft_log::{Config, RaftLog, Types};
 
 use crate::harness::{
-    append_for, expect_count, time_each, Contender, Outcome, ResumeLog, Skip, Work,
+    append_for, expect_count, no_checkpoints, time_each, Contender, Outcome, ResumeLog, Skip, Work,
 };
 
 /// The subdirectory holding the log (its chunk files and lock file).
@@ -275,43 +275,7 @@ impl Contender for RaftLogPeer {
         Ok(elapsed)
     }
 
-    fn checkpoint_write_pairs(&self, _dir: &Path, _pairs: &[(u64, u64)]) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_prepare_pairs(&self, _dir: &Path, _pairs: &[(u64, u64)]) -> Outcome<()> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_load_pairs(&self, _dir: &Path, _pairs: usize) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_write_blob(&self, _dir: &Path, _blob: &[u8]) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_prepare_blob(&self, _dir: &Path, _blob: &[u8]) -> Outcome<()> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_load_blob(&self, _dir: &Path, _blob_bytes: usize) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn recovery_prepare(
-        &self,
-        _dir: &Path,
-        _pairs: &[(u64, u64)],
-        _payload: &[u8],
-        _entries: usize,
-    ) -> Outcome<()> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn recovery(&self, _dir: &Path, _pairs: usize, _entries: usize) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
+    no_checkpoints!(NO_CHECKPOINTS);
 
     fn resume_prepare(&self, dir: &Path, log: ResumeLog) -> Outcome<()> {
         let mut raft_log = open(dir, Some(log.segment_bytes), BatchWait::Default)?;

@@ -164,7 +164,7 @@ impl Contender for Raw {
     fn buffered_append(&self, _dir: &Path, payload: &[u8], appends: usize) -> Outcome<Duration> {
         let frame = streamed_frame_bytes(payload.len());
         // The whole run's frames, in memory populated now so the timed loop takes no fault.
-        let mut memory = PopulatedMemory::new(appends * frame)?;
+        let mut memory = Region::populated(appends * frame)?;
         let bytes = memory.bytes_mut();
         let start = Instant::now();
         for (entry, slot) in (1u64..).zip(bytes.chunks_exact_mut(frame)) {
@@ -220,7 +220,7 @@ impl Contender for Raw {
 
     fn checkpoint_load_blob(&self, dir: &Path, blob_bytes: usize) -> Outcome<Duration> {
         let start = Instant::now();
-        let map = Mapping::open(&dir.join(CHECKPOINT_FILE))?;
+        let map = Region::of_file(&dir.join(CHECKPOINT_FILE))?;
         std::hint::black_box(crc32fast::hash(map.bytes()));
         let len = map.bytes().len();
         drop(map);
@@ -331,7 +331,7 @@ fn write_log(path: &Path, payload: &[u8], entries: usize) -> Outcome<()> {
 
 /// Maps the log and checks every frame's CRC; returns the number of frames.
 fn replay_log(path: &Path) -> Outcome<u64> {
-    let map = Mapping::open(path)?;
+    let map = Region::of_file(path)?;
     let mut rest = map.bytes();
     let mut count = 0u64;
     while rest.len() >= FRAME_HEADER_BYTES {
@@ -360,7 +360,7 @@ fn pairs_to_bytes(pairs: &[(u64, u64)]) -> Vec<u8> {
 
 /// Maps a pairs checkpoint, CRCs it and reads every pair; returns the number of pairs.
 fn load_pairs(path: &Path) -> Outcome<u64> {
-    let map = Mapping::open(path)?;
+    let map = Region::of_file(path)?;
     let bytes = map.bytes();
     std::hint::black_box(crc32fast::hash(bytes));
     let mut sum = 0u64;
@@ -389,81 +389,51 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A read-only, private mapping of a whole non-empty file.
-struct Mapping {
+/// A private mapping, unmapped on drop: of a whole file (read-only) or of anonymous memory
+/// (read-write).
+struct Region {
     ptr: *mut libc::c_void,
     len: usize,
+    writable: bool,
 }
 
-impl Mapping {
-    fn open(path: &Path) -> io::Result<Mapping> {
-        let file = File::open(path)?;
-        let len = usize::try_from(file.metadata()?.len()).expect("file fits in memory");
+impl Region {
+    /// Maps `len` bytes of `fd` (or anonymous memory when `fd` is -1) privately.
+    fn map(len: usize, writable: bool, fd: libc::c_int) -> io::Result<Region> {
         if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty mapping"));
         }
-        // SAFETY: a fresh read-only private mapping of a valid descriptor at a kernel-chosen
-        // address; the arguments are all valid and the result is checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes until `drop`; nobody truncates or writes
-        // the benchmark's files while a mapping of them is alive.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what mmap returned, and no slice of it outlives
-        // `self` (slices borrow `self`).
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
-/// Private anonymous memory whose every page was populated (allocated and written) when it
-/// was made, so writes into it take no page fault. Pages are 4 KiB (transparent huge pages
-/// are declined), as in a mapping of the page cache.
-struct PopulatedMemory {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl PopulatedMemory {
-    fn new(len: usize) -> io::Result<PopulatedMemory> {
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty memory"));
-        }
-        // SAFETY: a fresh private anonymous mapping at a kernel-chosen address; the arguments
-        // are all valid and the result is checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
+        let (prot, flags) = match (writable, fd) {
+            (true, -1) => (
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+            ),
+            (false, _) => (libc::PROT_READ, libc::MAP_PRIVATE),
+            (true, _) => unreachable!("files are only mapped read-only"),
         };
+        // SAFETY: a fresh private mapping at a kernel-chosen address, of a descriptor the
+        // caller keeps open for the call (or of anonymous memory); the arguments are all
+        // valid and the result is checked below.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let memory = PopulatedMemory { ptr, len };
+        Ok(Region { ptr, len, writable })
+    }
+
+    /// A read-only mapping of a whole non-empty file.
+    fn of_file(path: &Path) -> io::Result<Region> {
+        let file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).expect("file fits in memory");
+        Region::map(len, false, std::os::fd::AsRawFd::as_raw_fd(&file))
+    }
+
+    /// Anonymous memory whose every page was populated (allocated and written) when it was
+    /// made, so writes into it take no page fault. Pages are 4 KiB (transparent huge pages
+    /// are declined), as in a mapping of the page cache.
+    fn populated(len: usize) -> io::Result<Region> {
+        let region = Region::map(len, true, -1)?;
+        let (ptr, len) = (region.ptr, region.len);
         // SAFETY: `ptr`/`len` are the mapping made above. Advice only: on a kernel without
         // transparent huge pages it fails and the pages are 4 KiB anyway.
         unsafe { libc::madvise(ptr, len, libc::MADV_NOHUGEPAGE) };
@@ -481,17 +451,24 @@ impl PopulatedMemory {
                 unsafe { ptr.cast::<u8>().add(offset).write_volatile(0) };
             }
         }
-        Ok(memory)
+        Ok(region)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes until `drop`; nobody truncates or writes
+        // the benchmark's files while a mapping of them is alive.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` maps `len` readable and writable bytes until `drop`, and the slice
-        // borrows `self` mutably, so it is the only reference.
+        assert!(self.writable, "a read-only mapping");
+        // SAFETY: `ptr` maps `len` readable and writable bytes (checked just above) until
+        // `drop`, and the slice borrows `self` mutably, so it is the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u8>(), self.len) }
     }
 }
 
-impl Drop for PopulatedMemory {
+impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly what mmap returned, and no slice of it outlives
         // `self` (slices borrow `self`).
@@ -562,8 +539,7 @@ mod tests {
     fn writing_populated_memory_takes_no_page_fault() {
         let payload = [3u8; 100];
         let frames = (32 << 20) / streamed_frame_bytes(payload.len());
-        let mut memory =
-            PopulatedMemory::new(frames * streamed_frame_bytes(payload.len())).unwrap();
+        let mut memory = Region::populated(frames * streamed_frame_bytes(payload.len())).unwrap();
         let bytes = memory.bytes_mut();
         let before = minor_faults();
         for (entry, slot) in (1u64..).zip(bytes.chunks_exact_mut(streamed_frame_bytes(100))) {
@@ -580,7 +556,7 @@ mod tests {
 
     #[test]
     fn populated_memory_is_writable_end_to_end() {
-        let mut memory = PopulatedMemory::new(3 * 4096 + 10).unwrap();
+        let mut memory = Region::populated(3 * 4096 + 10).unwrap();
         let bytes = memory.bytes_mut();
         assert!(bytes.iter().all(|&b| b == 0));
         let last = bytes.len() - 1;

@@ -420,67 +420,30 @@ fn missing(out: &mut String, results: &[TaskResult]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::{Skip, Work};
-
-    fn env() -> Environment {
-        Environment {
-            date: String::new(),
-            kernel: String::new(),
-            cpu: String::new(),
-            cores: 2,
-            filesystem: String::new(),
-            memory_filesystem: None,
-            scratch: String::new(),
-            mode: "quick",
-            rounds: 1,
-            load_at_start: String::new(),
-        }
-    }
-
-    fn rate(ops: u64) -> Sample {
-        Sample::Work(Work {
-            ops,
-            elapsed: Duration::from_secs(1),
-            latencies: Vec::new(),
-        })
-    }
-
-    #[test]
-    fn report_without_any_data_still_renders() {
-        let contenders: [&dyn Contender; 1] = [&crate::zerodur_peer::Zerodur];
-        let results = [TaskResult {
-            key: "append-latency".to_string(),
-            title: "durable append".to_string(),
-            label: "durable append".to_string(),
-            measure: Measure::Latency,
-            samples: vec![(zerodur_peer::NAME, Err(Skip::Unsupported("test")))],
-        }];
-        let text = markdown(&env(), &contenders, &results, Duration::ZERO);
-        assert!(text.contains("| durable append p50 | n/a |"));
-        assert!(!text.contains("WARNING"));
-    }
+    use crate::harness::{one_second_of as rate, result_of};
 
     #[test]
     fn several_threads_show_why_there_is_no_floor_ratio() {
         let contenders: [&dyn Contender; 2] = [&crate::zerodur_peer::Zerodur, &raw::Raw];
-        let results = [TaskResult {
-            key: "threads-8".to_string(),
-            title: "durable appends/s, 8 threads".to_string(),
-            label: "8 threads".to_string(),
-            measure: Measure::Rate,
-            samples: vec![
+        let results = [result_of(
+            "threads-8",
+            Measure::Rate,
+            vec![
                 (zerodur_peer::NAME, Ok(vec![rate(80_000)])),
                 (raw::NAME, Ok(vec![rate(10_000)])),
             ],
-        }];
-        let text = markdown(&env(), &contenders, &results, Duration::ZERO);
+        )];
+        let text = markdown(
+            &Environment::for_tests(),
+            &contenders,
+            &results,
+            Duration::ZERO,
+        );
         assert!(
             text.contains("| 80.0 k/s | 10.0 k/s | n/a (no group commit) |"),
             "{text}"
         );
-        assert!(text.contains(
-            "- **durable appends/s, 8 threads**: no floor (no floor for several writers"
-        ));
+        assert!(text.contains("- **threads-8**: no floor (no floor for several writers"));
     }
 
     #[test]
@@ -488,7 +451,7 @@ mod tests {
         let contenders: [&dyn Contender; 1] = [&crate::zerodur_peer::Zerodur];
         let env = Environment {
             memory_filesystem: Some("tmpfs"),
-            ..env()
+            ..Environment::for_tests()
         };
         let text = markdown(&env, &contenders, &[], Duration::ZERO);
         assert!(text.contains("WARNING: durability figures are meaningless here"));
