@@ -410,6 +410,12 @@ fn cell(result: &TaskResult, zerodur: Option<usize>, peer: usize) -> Cell {
     }
 }
 
+/// A power of ten written out: `0.001`, `0.1`, `1`, `100`.
+fn decade_label(decade: f64) -> String {
+    let decimals = (-decade.log10().round()).max(0.0) as usize;
+    format!("{decade:.decimals$}")
+}
+
 /// `1.23×`, `12.3×`, `123×`, `0.062×`: three significant digits at most.
 fn times(ratio: f64) -> String {
     if ratio >= 100.0 {
@@ -543,7 +549,7 @@ fn ratio_panel(svg: &mut String, names: &[&str], results: &[TaskResult]) -> f64 
                     svg,
                     r#"<text x="{:.1}" y="{y:.1}" font-size="11" text-anchor="middle">{}×</text>"#,
                     x(tick),
-                    trim(tick)
+                    decade_label(tick)
                 );
             }
         }
@@ -602,6 +608,16 @@ mod tests {
         assert_eq!(nice_ceiling(180.0), 200.0);
         assert_eq!(nice_ceiling(2100.0), 2500.0);
         assert_eq!(nice_ceiling(0.0), 1.0);
+    }
+
+    #[test]
+    fn decades_are_labelled_in_full() {
+        let labels: Vec<String> = [0.001, 0.01, 0.1, 1.0, 10.0, 1000.0]
+            .iter()
+            .map(|&d| decade_label(d))
+            .collect();
+        assert_eq!(labels, ["0.001", "0.01", "0.1", "1", "10", "1000"]);
+        assert_eq!(decade_label(10f64.powf(-3.0)), "0.001");
     }
 
     #[test]

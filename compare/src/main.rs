@@ -227,7 +227,10 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
         tasks.push(Task {
             key: format!("threads-{threads}"),
             title: format!("durable appends/s, {DURABLE_PAYLOAD_BYTES} B, {threads} threads"),
-            label: format!("durable appends/s, {threads} threads"),
+            label: format!(
+                "durable appends/s, {threads} thread{}",
+                if threads == 1 { "" } else { "s" }
+            ),
             measure: Measure::RateAndLatency,
             prepare: None,
             run: Box::new(move |c: &dyn Contender, dir: &Path| {
