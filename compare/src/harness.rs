@@ -160,6 +160,45 @@ pub trait Contender: Sync {
     fn resume(&self, dir: &Path, log: ResumeLog) -> Outcome<Duration>;
 }
 
+/// The checkpoint and recovery methods of a [`Contender`] that has no checkpoints: each
+/// returns `Skip::Unsupported($why)`. Invoke it inside the contender's `impl Contender`.
+macro_rules! no_checkpoints {
+    ($why:expr) => {
+        fn checkpoint_write_pairs(&self, _: &Path, _: &[(u64, u64)]) -> Outcome<Duration> {
+            Err(Skip::Unsupported($why))
+        }
+
+        fn checkpoint_prepare_pairs(&self, _: &Path, _: &[(u64, u64)]) -> Outcome<()> {
+            Err(Skip::Unsupported($why))
+        }
+
+        fn checkpoint_load_pairs(&self, _: &Path, _: usize) -> Outcome<Duration> {
+            Err(Skip::Unsupported($why))
+        }
+
+        fn checkpoint_write_blob(&self, _: &Path, _: &[u8]) -> Outcome<Duration> {
+            Err(Skip::Unsupported($why))
+        }
+
+        fn checkpoint_prepare_blob(&self, _: &Path, _: &[u8]) -> Outcome<()> {
+            Err(Skip::Unsupported($why))
+        }
+
+        fn checkpoint_load_blob(&self, _: &Path, _: usize) -> Outcome<Duration> {
+            Err(Skip::Unsupported($why))
+        }
+
+        fn recovery_prepare(&self, _: &Path, _: &[(u64, u64)], _: &[u8], _: usize) -> Outcome<()> {
+            Err(Skip::Unsupported($why))
+        }
+
+        fn recovery(&self, _: &Path, _: usize, _: usize) -> Outcome<Duration> {
+            Err(Skip::Unsupported($why))
+        }
+    };
+}
+pub(crate) use no_checkpoints;
+
 /// Operations done in a span of wall time.
 #[derive(Debug, Clone)]
 pub struct Work {
@@ -167,6 +206,28 @@ pub struct Work {
     pub elapsed: Duration,
     /// Every operation's latency, when each one was timed (empty otherwise).
     pub latencies: Vec<Duration>,
+}
+
+/// Test data: a result of `key` whose samples are `samples`, contender by contender.
+#[cfg(test)]
+pub fn result_of(key: &str, measure: Measure, samples: Vec<(&'static str, Samples)>) -> TaskResult {
+    TaskResult {
+        key: key.to_string(),
+        title: key.to_string(),
+        label: key.to_string(),
+        measure,
+        samples,
+    }
+}
+
+/// Test data: one round that did `ops` operations in a second.
+#[cfg(test)]
+pub fn one_second_of(ops: u64) -> Sample {
+    Sample::Work(Work {
+        ops,
+        elapsed: Duration::from_secs(1),
+        latencies: Vec::new(),
+    })
 }
 
 /// What one run of a task measured.
@@ -203,6 +264,8 @@ pub struct Task<'a> {
     pub key: String,
     /// Human title of the operation.
     pub title: String,
+    /// Short name of the operation, for the chart.
+    pub label: String,
     pub measure: Measure,
     /// Untimed input building, once per contender, into a pristine directory.
     pub prepare: Option<Step<'a, ()>>,
@@ -217,6 +280,7 @@ pub type Samples = Result<Vec<Sample>, Skip>;
 pub struct TaskResult {
     pub key: String,
     pub title: String,
+    pub label: String,
     pub measure: Measure,
     /// In the order of the contender list.
     pub samples: Vec<(&'static str, Samples)>,
@@ -304,6 +368,7 @@ pub fn run_all(
         .map(|(task, samples)| TaskResult {
             key: task.key.clone(),
             title: task.title.clone(),
+            label: task.label.clone(),
             measure: task.measure,
             samples: contenders.iter().map(|c| c.name()).zip(samples).collect(),
         })

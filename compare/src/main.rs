@@ -1,13 +1,17 @@
-//! zerodur-compare: zerodur side by side with durability 0.6.1, okaywal 0.3 and the raw
-//! floor, in one round-robin run on one filesystem with the same payloads.
+//! zerodur-compare: zerodur side by side with durability 0.6.1, okaywal 0.3, raft-log 0.4 and
+//! the raw floor, in one round-robin run on one filesystem with the same payloads.
 //!
 //! ```text
-//! cargo run --release -p zerodur-compare -- [--quick] [--out FILE.md] [--svg FILE.svg] [--dir PATH]
+//! cargo run --release -p zerodur-compare -- [--quick] [--only TEXT] [--dir PATH]
+//!     [--update-committed] [--out FILE.md] [--svg FILE.svg]
 //! ```
 
+mod chart;
 mod durability_peer;
+mod environment;
 mod harness;
 mod okaywal_peer;
+mod raftlog_peer;
 mod raw;
 mod report;
 mod zerodur_peer;
@@ -20,16 +24,23 @@ use std::time::Duration;
 use harness::{Contender, Measure, ResumeLog, Sample, Task, Work};
 
 const USAGE: &str = "\
-usage: zerodur-compare [--quick] [--only TEXT] [--out FILE.md] [--svg FILE.svg] [--dir PATH]
+usage: zerodur-compare [--quick] [--only TEXT] [--dir PATH] [--update-committed]
+                       [--out FILE.md] [--svg FILE.svg]
 
-  --quick        scaled-down run (under a minute on 2 cores)
-  --only TEXT    run only the operations whose key contains TEXT (keys:
-                 append-latency, threads-N, buffered-N, replay,
-                 checkpoint-{write,load}-{pairs,blob}, recovery, resume-N)
-  --out FILE     markdown report (default: compare/results/latest[.quick].md)
-  --svg FILE     SVG chart (default: compare/results/latest[.quick].svg)
-  --dir PATH     where the scratch files go (default: the system temp dir); a
-                 fresh subdirectory is made there and removed at the end";
+  --quick             scaled-down run (about a minute on 2 cores)
+  --only TEXT         run only the operations whose key contains TEXT (keys:
+                      append-latency, threads-N, buffered-N, replay,
+                      checkpoint-{write,load}-{pairs,blob}, recovery, resume-N)
+  --dir PATH          where the scratch files go (default: the system temp
+                      dir); a fresh subdirectory is made there and removed at
+                      the end. Use a directory on the disk you care about: on
+                      tmpfs or ramfs every sync is free and durability figures
+                      mean nothing (the run warns)
+  --update-committed  write the committed results, compare/results/latest.md
+                      and latest.svg (a full run of every operation only)
+  --out FILE          markdown report (default: target/zerodur-compare/
+                      latest[.quick].md, under CARGO_TARGET_DIR if set)
+  --svg FILE          SVG chart (default: as for the report, ending in .svg)";
 
 /// Payload of durable appends.
 const DURABLE_PAYLOAD_BYTES: usize = 128;
@@ -43,18 +54,29 @@ const RESUME_ENTRY_BYTES: usize = 1024;
 /// How much work each operation does; `quick` and `full` are the two presets.
 #[derive(Debug, Clone)]
 pub struct Scale {
+    /// `quick` or `full`.
     pub name: &'static str,
+    /// Round-robin rounds; each contender runs each operation once per round.
     pub rounds: usize,
+    /// Timed appends per round of the one-writer latency operation.
     pub latency_appends: usize,
+    /// The thread counts of the multi-thread durable-append operations.
     pub thread_counts: Vec<usize>,
     /// How long each multi-thread durable-append run lasts.
     pub thread_run_for: Duration,
+    /// Appends per round of buffered appends of the small payload.
     pub buffered_small_appends: usize,
+    /// Appends per round of buffered appends of the large payload.
     pub buffered_large_appends: usize,
+    /// Entries of the replay log, and of the log suffix recovery applies.
     pub replay_entries: usize,
+    /// `(u64, u64)` pairs in the pairs checkpoint.
     pub pairs: usize,
+    /// Bytes of the blob checkpoint.
     pub blob_bytes: usize,
+    /// Segment size of the logs that resume reopens.
     pub resume_segment_bytes: u64,
+    /// Sealed segments of the two resume logs (few, many).
     pub resume_sealed_segments: [usize; 2],
 }
 
@@ -108,6 +130,7 @@ fn parse_args() -> Result<Args, String> {
     let mut out = None;
     let mut svg = None;
     let mut dir = None;
+    let mut update_committed = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -117,11 +140,19 @@ fn parse_args() -> Result<Args, String> {
             "--out" => out = Some(PathBuf::from(value("--out")?)),
             "--svg" => svg = Some(PathBuf::from(value("--svg")?)),
             "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
+            "--update-committed" => update_committed = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument: {other}")),
         }
     }
-    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    if update_committed && (quick || only.is_some()) {
+        return Err(UPDATE_COMMITTED_ALONE.to_string());
+    }
+    let results = if update_committed {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("results")
+    } else {
+        scratch_results_dir()
+    };
     let stem = if quick { "latest.quick" } else { "latest" };
     Ok(Args {
         quick,
@@ -130,6 +161,24 @@ fn parse_args() -> Result<Args, String> {
         svg: svg.unwrap_or_else(|| results.join(format!("{stem}.svg"))),
         dir: dir.unwrap_or_else(std::env::temp_dir),
     })
+}
+
+/// Why `--update-committed` refuses `--quick` and `--only`.
+const UPDATE_COMMITTED_ALONE: &str = "--update-committed replaces the committed results of a \
+     full run of every operation: it takes neither --quick nor --only";
+
+/// Where runs write their results unless told otherwise: `zerodur-compare/` in cargo's
+/// target directory (`CARGO_TARGET_DIR` when set, else the workspace's `target/`), which
+/// git ignores.
+fn scratch_results_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            manifest.parent().unwrap_or(manifest).join("target")
+        });
+    target.join("zerodur-compare")
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so no payload is all zeros.
@@ -165,6 +214,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     let mut tasks = vec![Task {
         key: "append-latency".to_string(),
         title: format!("durable append, {DURABLE_PAYLOAD_BYTES} B, 1 writer"),
+        label: "durable append p50, 1 writer".to_string(),
         measure: Measure::Latency,
         prepare: None,
         run: Box::new(|c: &dyn Contender, dir: &Path| {
@@ -177,6 +227,10 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
         tasks.push(Task {
             key: format!("threads-{threads}"),
             title: format!("durable appends/s, {DURABLE_PAYLOAD_BYTES} B, {threads} threads"),
+            label: format!(
+                "durable appends/s, {threads} thread{}",
+                if threads == 1 { "" } else { "s" }
+            ),
             measure: Measure::RateAndLatency,
             prepare: None,
             run: Box::new(move |c: &dyn Contender, dir: &Path| {
@@ -193,6 +247,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
         tasks.push(Task {
             key: format!("buffered-{}", payload.len()),
             title: format!("buffered appends/s, {} B", payload.len()),
+            label: format!("buffered appends/s, {} B", payload.len()),
             measure: Measure::Rate,
             prepare: None,
             run: Box::new(move |c: &dyn Contender, dir: &Path| {
@@ -213,6 +268,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
             "replay {} × {SMALL_PAYLOAD_BYTES} B entries, page-cached",
             count(entries)
         ),
+        label: format!("replay, {} entries", count(entries)),
         measure: Measure::Time,
         prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
             c.replay_prepare(dir, &inputs.small, entries)
@@ -227,6 +283,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     tasks.push(Task {
         key: "checkpoint-write-pairs".to_string(),
         title: format!("checkpoint write (durable), {pairs_label}"),
+        label: "checkpoint write, pairs".to_string(),
         measure: Measure::Time,
         prepare: None,
         run: Box::new(move |c: &dyn Contender, dir: &Path| {
@@ -236,6 +293,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     tasks.push(Task {
         key: "checkpoint-load-pairs".to_string(),
         title: format!("checkpoint load + full scan, {pairs_label}"),
+        label: "checkpoint load + scan, pairs".to_string(),
         measure: Measure::Time,
         prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
             c.checkpoint_prepare_pairs(dir, pairs)
@@ -250,6 +308,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     tasks.push(Task {
         key: "checkpoint-write-blob".to_string(),
         title: format!("checkpoint write (durable), {blob_label}"),
+        label: format!("checkpoint write, {blob_label}"),
         measure: Measure::Time,
         prepare: None,
         run: Box::new(move |c: &dyn Contender, dir: &Path| {
@@ -259,6 +318,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
     tasks.push(Task {
         key: "checkpoint-load-blob".to_string(),
         title: format!("checkpoint load, {blob_label}"),
+        label: format!("checkpoint load, {blob_label}"),
         measure: Measure::Time,
         prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
             c.checkpoint_prepare_blob(dir, blob)
@@ -274,6 +334,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
             "recovery: checkpoint of {pairs_label} + {} × {SMALL_PAYLOAD_BYTES} B entries",
             count(entries)
         ),
+        label: "recovery: checkpoint + suffix".to_string(),
         measure: Measure::Time,
         prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
             c.recovery_prepare(dir, pairs, &inputs.small, entries)
@@ -295,6 +356,7 @@ fn build_tasks<'a>(scale: &'a Scale, inputs: &'a Inputs) -> Vec<Task<'a>> {
                 "resume, {sealed_segments} sealed segments of {} KiB",
                 scale.resume_segment_bytes >> 10
             ),
+            label: format!("resume, {sealed_segments} sealed segments"),
             measure: Measure::Time,
             prepare: Some(Box::new(move |c: &dyn Contender, dir: &Path| {
                 c.resume_prepare(dir, log)
@@ -349,12 +411,15 @@ fn run(args: &Args) -> std::io::Result<()> {
         .dir
         .join(format!("zerodur-compare-{}", std::process::id()));
     fs::create_dir_all(&scratch)?;
-    let environment = report::Environment::probe(&scratch, &scale);
+    let environment = environment::Environment::probe(&scratch, &scale);
     eprintln!(
         "zerodur-compare ({} mode) in {}",
         scale.name,
         scratch.display()
     );
+    if let Some(warning) = environment.memory_filesystem_warning() {
+        eprintln!("\n{}\n", environment::banner(&warning));
+    }
 
     let inputs = Inputs {
         durable: pseudo_random_bytes(DURABLE_PAYLOAD_BYTES, 1),
@@ -363,10 +428,11 @@ fn run(args: &Args) -> std::io::Result<()> {
         pairs: make_pairs(scale.pairs),
         blob: pseudo_random_bytes(scale.blob_bytes, 4),
     };
-    let contenders: [&dyn Contender; 4] = [
+    let contenders: [&dyn Contender; 5] = [
         &zerodur_peer::Zerodur,
         &durability_peer::Durability,
         &okaywal_peer::Okaywal,
+        &raftlog_peer::RaftLogPeer,
         &raw::Raw,
     ];
     let mut tasks = build_tasks(&scale, &inputs);
@@ -387,14 +453,17 @@ fn run(args: &Args) -> std::io::Result<()> {
     let elapsed = started.elapsed();
 
     let markdown = report::markdown(&environment, &contenders, &results, elapsed);
-    let svg = report::svg(&environment, &contenders, &results);
+    let svg = chart::svg(&environment, &contenders, &results);
     print!("{markdown}");
-    for (path, text) in [(&args.out, &markdown), (&args.svg, &svg)] {
-        if let Some(parent) = path.parent() {
+    for (what, path, text) in [("report", &args.out, &markdown), ("chart", &args.svg, &svg)] {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent)?;
         }
         fs::write(path, text)?;
-        eprintln!("wrote {}", path.display());
+        eprintln!("wrote the {what} to {}", path.display());
+    }
+    if let Some(warning) = environment.memory_filesystem_warning() {
+        eprintln!("\n{}", environment::banner(&warning));
     }
     Ok(())
 }

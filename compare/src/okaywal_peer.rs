@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use okaywal::{Configuration, Entry, EntryId, LogManager, SegmentReader, WriteAheadLog};
 
 use crate::harness::{
-    append_for, expect_count, time_each, Contender, Outcome, ResumeLog, Skip, Work,
+    append_for, expect_count, no_checkpoints, time_each, Contender, Outcome, ResumeLog, Skip, Work,
 };
 
 /// Writer threads used to build input logs quickly through group commit (setup only).
@@ -185,43 +185,7 @@ impl Contender for Okaywal {
         Ok(elapsed)
     }
 
-    fn checkpoint_write_pairs(&self, _dir: &Path, _pairs: &[(u64, u64)]) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_prepare_pairs(&self, _dir: &Path, _pairs: &[(u64, u64)]) -> Outcome<()> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_load_pairs(&self, _dir: &Path, _pairs: usize) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_write_blob(&self, _dir: &Path, _blob: &[u8]) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_prepare_blob(&self, _dir: &Path, _blob: &[u8]) -> Outcome<()> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn checkpoint_load_blob(&self, _dir: &Path, _blob_bytes: usize) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn recovery_prepare(
-        &self,
-        _dir: &Path,
-        _pairs: &[(u64, u64)],
-        _payload: &[u8],
-        _entries: usize,
-    ) -> Outcome<()> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
-
-    fn recovery(&self, _dir: &Path, _pairs: usize, _entries: usize) -> Outcome<Duration> {
-        Err(Skip::Unsupported(NO_CHECKPOINTS))
-    }
+    no_checkpoints!(NO_CHECKPOINTS);
 
     fn resume_prepare(&self, dir: &Path, log: ResumeLog) -> Outcome<()> {
         let wal = resume_config(dir, log)?.open(SkipEntries)?;

@@ -1,111 +1,27 @@
-//! The markdown report and the SVG chart.
+//! The markdown report, and the figures it shares with the chart.
 //!
 //! Every figure is a median over rounds (latency percentiles are over all appends of all
 //! rounds). "zerodur vs X" is how many times better zerodur is than X: X / zerodur for times
 //! and latencies, zerodur / X for rates. The floor table shows how many times the floor's
-//! cost each contender pays.
+//! cost each contender pays, and the floors section says what each floor does.
 
 use std::fmt::Write as _;
-use std::fs;
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::environment::{load_average, Environment};
 use crate::harness::{Contender, Measure, Sample, Stats, TaskResult};
-use crate::{raw, zerodur_peer, Scale};
+use crate::raw::{self, Floor};
+use crate::zerodur_peer;
 
 /// A 1-minute load average from which the report warns that figures are noisy.
 const BUSY_LOAD: f64 = 1.0;
 
-/// Line colours per contender, in contender order.
-const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#7f7f7f"];
-
-/// Where and how the run happened.
-pub struct Environment {
-    pub date: String,
-    pub kernel: String,
-    pub cpu: String,
-    pub cores: usize,
-    pub filesystem: String,
-    pub scratch: String,
-    pub mode: &'static str,
-    pub rounds: usize,
-    /// 1-minute load average when the run started (other work on the machine adds noise).
-    pub load_at_start: String,
-}
-
-impl Environment {
-    pub fn probe(scratch: &Path, scale: &Scale) -> Environment {
-        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find(|line| line.starts_with("model name"))
-            .and_then(|line| line.split_once(':'))
-            .map_or("unknown", |(_, model)| model.trim())
-            .to_string();
-        Environment {
-            date: utc_now(),
-            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map_or_else(|_| "unknown".to_string(), |text| text.trim().to_string()),
-            cpu,
-            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            filesystem: filesystem_of(scratch),
-            scratch: scratch.display().to_string(),
-            mode: scale.name,
-            rounds: scale.rounds,
-            load_at_start: load_average(),
-        }
-    }
-}
-
-/// The 1-minute load average.
-pub fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// `YYYY-MM-DD HH:MM UTC` from the system clock.
-fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let days = (secs / 86_400) as i64;
-    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
-}
-
-/// Type and device of the mount holding `path` (longest matching mount point).
-fn filesystem_of(path: &Path) -> String {
-    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let device = fields.next()?;
-            let mount_point = fields.next()?.replace("\\040", " ");
-            let fs_type = fields.next()?;
-            path.starts_with(&mount_point)
-                .then(|| (mount_point, format!("{fs_type} on {device}")))
-        })
-        .max_by_key(|(mount_point, _)| mount_point.len())
-        .map_or_else(|| "unknown".to_string(), |(_, description)| description)
-}
-
+/// Which way a figure is better.
 #[derive(Clone, Copy, PartialEq)]
-enum Better {
+pub enum Better {
+    /// Times and latencies.
     Lower,
+    /// Rates.
     Higher,
 }
 
@@ -119,6 +35,8 @@ enum Unit {
 
 /// One line of the summary table: a figure per contender.
 struct Row {
+    /// The key of the task the row belongs to.
+    key: String,
     label: String,
     unit: Unit,
     better: Better,
@@ -161,6 +79,17 @@ fn work_latencies(result: &TaskResult, index: usize) -> Option<Stats> {
     Stats::of(&micros)
 }
 
+/// The figure that stands for a contender's result on a task (the first row of the task in
+/// the table): median latency, median rate or median time.
+pub fn headline(result: &TaskResult, index: usize) -> Option<f64> {
+    stats(result, index).map(|s| s.p50)
+}
+
+/// Which way the headline figure of a task is better.
+pub fn better_of(measure: Measure) -> Better {
+    unit_of(measure).1
+}
+
 fn unit_of(measure: Measure) -> (Unit, Better) {
     match measure {
         Measure::Latency => (Unit::Micros, Better::Lower),
@@ -174,6 +103,7 @@ fn rows(results: &[TaskResult]) -> Vec<Row> {
     for result in results {
         let (unit, better) = unit_of(result.measure);
         let figure = |pick: fn(Stats) -> f64, label: String| Row {
+            key: result.key.clone(),
             label,
             unit,
             better,
@@ -189,6 +119,7 @@ fn rows(results: &[TaskResult]) -> Vec<Row> {
             Measure::RateAndLatency => {
                 rows.push(figure(|s| s.p50, result.title.clone()));
                 let latency = |pick: fn(Stats) -> f64, name: &str| Row {
+                    key: result.key.clone(),
                     label: format!("{}: latency {name}", result.title),
                     unit: Unit::Micros,
                     better: Better::Lower,
@@ -223,6 +154,7 @@ fn resume_growth(results: &[TaskResult], rows: &[Row]) -> Option<Row> {
         return None;
     };
     Some(Row {
+        key: "resume-growth".to_string(),
         label: format!("resume growth, {many_label} vs {few_label} sealed segments"),
         unit: Unit::Times,
         better: Better::Lower,
@@ -252,18 +184,20 @@ fn format_value(value: Option<f64>, unit: Unit) -> String {
     }
 }
 
-/// How many times better `ours` is than `theirs`.
-fn ratio(ours: Option<f64>, theirs: Option<f64>, better: Better) -> String {
-    match (ours, theirs) {
-        (Some(ours), Some(theirs)) if ours > 0.0 && theirs > 0.0 => {
-            let r = match better {
-                Better::Lower => theirs / ours,
-                Better::Higher => ours / theirs,
-            };
-            format!("{r:.2}×")
-        }
-        _ => "n/a".to_string(),
+/// How many times better `ours` is than `theirs` (above 1: `ours` is better).
+pub fn times_better(ours: Option<f64>, theirs: Option<f64>, better: Better) -> Option<f64> {
+    match (ours?, theirs?) {
+        (ours, theirs) if ours > 0.0 && theirs > 0.0 => Some(match better {
+            Better::Lower => theirs / ours,
+            Better::Higher => ours / theirs,
+        }),
+        _ => None,
     }
+}
+
+/// [`times_better`] as a table cell.
+fn ratio(ours: Option<f64>, theirs: Option<f64>, better: Better) -> String {
+    times_better(ours, theirs, better).map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}×"))
 }
 
 /// The markdown report.
@@ -281,6 +215,12 @@ pub fn markdown(
     let mut out = String::new();
 
     let _ = writeln!(out, "# zerodur vs peers ({} mode)\n", env.mode);
+    if let Some(warning) = env.memory_filesystem_warning() {
+        let _ = writeln!(
+            out,
+            "> **WARNING: durability figures are meaningless here.** {warning}\n"
+        );
+    }
     let _ = writeln!(
         out,
         "- date: {}\n- kernel: {}\n- CPU: {} ({} cores available)\n- filesystem: {} ({})\n\
@@ -309,11 +249,33 @@ pub fn markdown(
         );
     }
 
-    // Summary table.
+    results_table(&mut out, &names, zerodur, raw, &rows);
+    if let Some(raw) = raw {
+        floor_table(&mut out, &names, raw, &rows);
+    }
+    floors(&mut out, results);
+    detail(&mut out, results);
+    missing(&mut out, results);
+
+    let _ = writeln!(out, "\n## How each contender is driven\n");
+    for contender in contenders {
+        let _ = writeln!(out, "- **{}**: {}", contender.name(), contender.method());
+    }
+    out
+}
+
+/// The summary table: every figure, then zerodur's ratio against each other contender.
+fn results_table(
+    out: &mut String,
+    names: &[&str],
+    zerodur: Option<usize>,
+    raw: Option<usize>,
+    rows: &[Row],
+) {
     let others: Vec<usize> = (0..names.len()).filter(|&i| Some(i) != zerodur).collect();
     let mut header = String::from("| operation |");
     let mut rule = String::from("|---|");
-    for name in &names {
+    for name in names {
         let _ = write!(header, " {name} |");
         rule.push_str("---:|");
     }
@@ -322,14 +284,18 @@ pub fn markdown(
         rule.push_str("---:|");
     }
     let _ = writeln!(out, "## Results\n\n{header}\n{rule}");
-    for row in &rows {
+    for row in rows {
         let mut line = format!("| {} |", row.label);
         for value in &row.values {
             let _ = write!(line, " {} |", format_value(*value, row.unit));
         }
         let ours = zerodur.and_then(|i| row.values[i]);
         for &i in &others {
-            let _ = write!(line, " {} |", ratio(ours, row.values[i], row.better));
+            let cell = match raw::floor_of(&row.key) {
+                Floor::Without { short, .. } if Some(i) == raw => format!("n/a ({short})"),
+                _ => ratio(ours, row.values[i], row.better),
+            };
+            let _ = write!(line, " {cell} |");
         }
         let _ = writeln!(out, "{line}");
     }
@@ -337,40 +303,58 @@ pub fn markdown(
         out,
         "\nFigures are medians over rounds (latency percentiles pool every append of every \
          round). \"zerodur vs X\" = how many times better zerodur is: X/zerodur for times and \
-         latencies, zerodur/X for rates.\n"
+         latencies, zerodur/X for rates. The floors are explained under the next table.\n"
     );
+}
 
-    // Cost against the floor.
-    if let Some(raw) = raw {
-        let _ = writeln!(
-            out,
-            "## Cost against the raw floor\n\nHow many times the floor's cost each contender \
-             pays (1.00× = at the floor).\n"
-        );
-        let peers: Vec<usize> = (0..names.len()).filter(|&i| i != raw).collect();
-        let mut header = String::from("| operation |");
-        let mut rule = String::from("|---|");
-        for &i in &peers {
-            let _ = write!(header, " {} |", names[i]);
-            rule.push_str("---:|");
-        }
-        let _ = writeln!(out, "{header}\n{rule}");
-        for row in rows.iter().filter(|row| row.values[raw].is_some()) {
-            let mut line = format!("| {} |", row.label);
-            for &i in &peers {
-                // The floor "beats" the contender by this factor.
-                let _ = write!(
-                    line,
-                    " {} |",
-                    ratio(row.values[raw], row.values[i], row.better)
-                );
-            }
-            let _ = writeln!(out, "{line}");
-        }
-        out.push('\n');
+/// How many times the floor's cost each contender pays, for operations with a floor.
+fn floor_table(out: &mut String, names: &[&str], raw: usize, rows: &[Row]) {
+    let _ = writeln!(
+        out,
+        "## Cost against the raw floor\n\nHow many times the floor's cost each contender \
+         pays (1.00× = at the floor). What each floor is follows the table.\n"
+    );
+    let peers: Vec<usize> = (0..names.len()).filter(|&i| i != raw).collect();
+    let mut header = String::from("| operation |");
+    let mut rule = String::from("|---|");
+    for &i in &peers {
+        let _ = write!(header, " {} |", names[i]);
+        rule.push_str("---:|");
     }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for row in rows.iter().filter(|row| row.values[raw].is_some()) {
+        let mut line = format!("| {} |", row.label);
+        for &i in &peers {
+            // The floor "beats" the contender by this factor.
+            let _ = write!(
+                line,
+                " {} |",
+                ratio(row.values[raw], row.values[i], row.better)
+            );
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out.push('\n');
+}
 
-    // Per-contender detail.
+/// What the floor of every operation of the run is, or why it has none.
+fn floors(out: &mut String, results: &[TaskResult]) {
+    let _ = writeln!(out, "### The floors\n");
+    for result in results {
+        match raw::floor_of(&result.key) {
+            Floor::Is(text) => {
+                let _ = writeln!(out, "- **{}**: {text}.", result.title);
+            }
+            Floor::Without { why, .. } => {
+                let _ = writeln!(out, "- **{}**: no floor ({why}).", result.title);
+            }
+        }
+    }
+    out.push('\n');
+}
+
+/// Per contender and operation: every statistic over the samples.
+fn detail(out: &mut String, results: &[TaskResult]) {
     let _ = writeln!(
         out,
         "## Detail\n\nPer round (one figure per round), or per append for latency.\n\n\
@@ -400,8 +384,10 @@ pub fn markdown(
             );
         }
     }
+}
 
-    // Why figures are missing.
+/// Why figures are missing, grouped by contender and reason.
+fn missing(out: &mut String, results: &[TaskResult]) {
     let _ = writeln!(out, "\n## Missing figures\n");
     let mut reasons: Vec<(&str, String, Vec<&str>)> = Vec::new();
     for result in results {
@@ -429,396 +415,47 @@ pub fn markdown(
         };
         let _ = writeln!(out, "- **{name}**: {reason} ({scope})");
     }
-
-    let _ = writeln!(out, "\n## How each contender is driven\n");
-    for contender in contenders {
-        let _ = writeln!(out, "- **{}**: {}", contender.name(), contender.method());
-    }
-    out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// A round axis maximum at or above `max`: 1, 2, 2.5 or 5 times a power of ten.
-fn nice_ceiling(max: f64) -> f64 {
-    if max <= 0.0 {
-        return 1.0;
-    }
-    let magnitude = 10f64.powf(max.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|step| step * magnitude)
-        .find(|candidate| *candidate >= max)
-        .unwrap_or(10.0 * magnitude)
-}
-
-/// Short axis labels: 1500 → "1.5k".
-fn short(value: f64) -> String {
-    if value >= 1e6 {
-        format!("{}M", trim(value / 1e6))
-    } else if value >= 1e3 {
-        format!("{}k", trim(value / 1e3))
-    } else {
-        trim(value)
-    }
-}
-
-fn trim(value: f64) -> String {
-    let text = format!("{value:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-/// How values map to heights in a panel.
-#[derive(Clone, Copy)]
-enum Axis {
-    /// From 0 to `max`.
-    Linear { max: f64 },
-    /// From `low` to `high`, both powers of ten.
-    Log { low: f64, high: f64 },
-}
-
-impl Axis {
-    /// A log axis from the power of ten at or below `min` to the one at or above `max`.
-    fn log_covering(min: f64, max: f64) -> Axis {
-        let low = 10f64.powf(min.max(1e-3).log10().floor());
-        let high = 10f64.powf(max.max(min).log10().ceil()).max(low * 10.0);
-        Axis::Log { low, high }
-    }
-
-    /// Where `value` sits, from 0 (bottom) to 1 (top).
-    fn fraction(self, value: f64) -> f64 {
-        match self {
-            Axis::Linear { max } => value / max,
-            Axis::Log { low, high } => (value.max(low) / low).ln() / (high / low).ln(),
-        }
-    }
-
-    /// Values that get a grid line and a label.
-    fn ticks(self) -> Vec<f64> {
-        match self {
-            Axis::Linear { max } => (0..=5).map(|t| max * f64::from(t) / 5.0).collect(),
-            Axis::Log { low, high } => {
-                let mut ticks = Vec::new();
-                let mut decade = low;
-                while decade <= high * 1.001 {
-                    ticks.extend(
-                        [1.0, 2.0, 5.0]
-                            .iter()
-                            .map(|m| decade * m)
-                            .filter(|v| *v <= high * 1.001),
-                    );
-                    decade *= 10.0;
-                }
-                ticks
-            }
-        }
-    }
-}
-
-/// Plot area of one panel.
-struct Panel {
-    left: f64,
-    top: f64,
-    width: f64,
-    height: f64,
-}
-
-impl Panel {
-    fn y(&self, value: f64, axis: Axis) -> f64 {
-        self.top + self.height * (1.0 - axis.fraction(value))
-    }
-
-    /// Title, horizontal grid lines with labels, and the axes.
-    fn frame(&self, svg: &mut String, title: &str, y_label: &str, axis: Axis) {
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="15" font-weight="bold">{}</text>"#,
-            self.left,
-            self.top - 28.0,
-            escape(title)
-        );
-        for value in axis.ticks() {
-            let y = self.y(value, axis);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
-                self.left,
-                self.left + self.width,
-                self.left - 6.0,
-                y + 4.0,
-                short(value)
-            );
-        }
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{l:.1}" y1="{t:.1}" x2="{l:.1}" y2="{b:.1}" stroke="#333"/><line x1="{l:.1}" y1="{b:.1}" x2="{r:.1}" y2="{b:.1}" stroke="#333"/>"##,
-            l = self.left,
-            t = self.top,
-            b = self.top + self.height,
-            r = self.left + self.width
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text transform="translate({:.1},{:.1}) rotate(-90)" font-size="12" text-anchor="middle">{}</text>"#,
-            self.left - 52.0,
-            self.top + self.height / 2.0,
-            escape(y_label)
-        );
-    }
-
-    fn no_data(&self, svg: &mut String) {
-        let _ = writeln!(
-            svg,
-            r##"<text x="{:.1}" y="{:.1}" font-size="14" text-anchor="middle" fill="#888">no data</text>"##,
-            self.left + self.width / 2.0,
-            self.top + self.height / 2.0
-        );
-    }
-}
-
-/// The SVG chart: durable appends/s against threads, and durable append latency bars.
-pub fn svg(env: &Environment, contenders: &[&dyn Contender], results: &[TaskResult]) -> String {
-    let names: Vec<&str> = contenders.iter().map(|c| c.name()).collect();
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="1000" height="470" viewBox="0 0 1000 470" font-family="sans-serif">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="1000" height="470" fill="white"/>"#);
-
-    // Left: throughput against threads.
-    let threads: Vec<(usize, &TaskResult)> = results
-        .iter()
-        .filter_map(|result| {
-            let count = result.key.strip_prefix("threads-")?.parse().ok()?;
-            Some((count, result))
-        })
-        .collect();
-    let rate = |result: &TaskResult, index: usize| stats(result, index).map(|s| s.p50);
-    let left = Panel {
-        left: 80.0,
-        top: 60.0,
-        width: 380.0,
-        height: 300.0,
-    };
-    let max_rate = threads
-        .iter()
-        .flat_map(|(_, result)| (0..names.len()).filter_map(|i| rate(result, i)))
-        .fold(0.0, f64::max);
-    let rate_axis = Axis::Linear {
-        max: nice_ceiling(max_rate),
-    };
-    left.frame(
-        &mut svg,
-        "Durable appends/s (128 B) vs threads",
-        "appends/s",
-        rate_axis,
-    );
-    let step = left.width / threads.len().max(1) as f64;
-    let x_of = |slot: usize| left.left + step * (slot as f64 + 0.5);
-    for (slot, (count, _)) in threads.iter().enumerate() {
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{count}</text>"#,
-            x_of(slot),
-            left.top + left.height + 16.0
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">threads</text>"#,
-        left.left + left.width / 2.0,
-        left.top + left.height + 34.0
-    );
-    if max_rate <= 0.0 {
-        left.no_data(&mut svg);
-    }
-    for index in 0..names.len() {
-        let color = COLORS[index % COLORS.len()];
-        let points: Vec<(f64, f64)> = threads
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, (_, result))| {
-                Some((x_of(slot), left.y(rate(result, index)?, rate_axis)))
-            })
-            .collect();
-        if points.is_empty() {
-            continue;
-        }
-        let path: Vec<String> = points
-            .iter()
-            .map(|(x, y)| format!("{x:.1},{y:.1}"))
-            .collect();
-        let _ = writeln!(
-            svg,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
-            path.join(" ")
-        );
-        for (x, y) in &points {
-            let _ = writeln!(
-                svg,
-                r#"<circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="{color}"/>"#
-            );
-        }
-    }
-
-    // Right: latency bars.
-    let latency = results
-        .iter()
-        .find(|result| matches!(result.measure, Measure::Latency));
-    let latencies: Vec<Option<Stats>> = (0..names.len())
-        .map(|index| stats(latency?, index))
-        .collect();
-    let right = Panel {
-        left: 590.0,
-        top: 60.0,
-        width: 380.0,
-        height: 300.0,
-    };
-    let max_latency = latencies
-        .iter()
-        .flatten()
-        .map(|s| s.p99)
-        .fold(0.0, f64::max);
-    let min_latency = latencies
-        .iter()
-        .flatten()
-        .map(|s| s.p50)
-        .fold(f64::INFINITY, f64::min);
-    // Log scale: a p99 of milliseconds must not flatten p50 bars of tens of microseconds.
-    let latency_axis = if max_latency > 0.0 {
-        Axis::log_covering(min_latency, max_latency)
-    } else {
-        Axis::Linear { max: 1.0 }
-    };
-    right.frame(
-        &mut svg,
-        "Durable append latency, 128 B, 1 writer",
-        "µs, log scale (solid p50, light p99)",
-        latency_axis,
-    );
-    if max_latency <= 0.0 {
-        right.no_data(&mut svg);
-    }
-    let group = right.width / names.len() as f64;
-    let bar = group * 0.3;
-    for (index, name) in names.iter().enumerate() {
-        let color = COLORS[index % COLORS.len()];
-        let center = right.left + group * (index as f64 + 0.5);
-        let _ = writeln!(
-            svg,
-            r#"<text x="{center:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
-            right.top + right.height + 16.0,
-            escape(name)
-        );
-        let Some(s) = latencies[index] else {
-            let _ = writeln!(
-                svg,
-                r##"<text x="{center:.1}" y="{:.1}" font-size="11" text-anchor="middle" fill="#888">n/a</text>"##,
-                right.top + right.height - 6.0
-            );
-            continue;
-        };
-        for (offset, value, opacity) in [(-bar, s.p50, 1.0), (0.0, s.p99, 0.45)] {
-            let y = right.y(value, latency_axis);
-            let _ = writeln!(
-                svg,
-                r#"<rect x="{:.1}" y="{y:.1}" width="{bar:.1}" height="{:.1}" fill="{color}" fill-opacity="{opacity}"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{:.0}</text>"#,
-                center + offset,
-                right.top + right.height - y,
-                center + offset + bar / 2.0,
-                y - 3.0,
-                value
-            );
-        }
-    }
-
-    // Legend and footer.
-    for (index, name) in names.iter().enumerate() {
-        let x = 80.0 + 180.0 * index as f64;
-        let has_data = latencies[index].is_some()
-            || threads
-                .iter()
-                .any(|(_, result)| rate(result, index).is_some());
-        let name = if has_data {
-            name.to_string()
-        } else {
-            format!("{name} (n/a)")
-        };
-        let _ = writeln!(
-            svg,
-            r#"<rect x="{x:.1}" y="412" width="14" height="14" fill="{}"/><text x="{:.1}" y="424" font-size="12">{}</text>"#,
-            COLORS[index % COLORS.len()],
-            x + 20.0,
-            escape(&name)
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r##"<text x="80" y="452" font-size="11" fill="#555">{} · {} mode · kernel {} · {} · {} cores · {}</text>"##,
-        escape(&env.date),
-        env.mode,
-        escape(&env.kernel),
-        escape(&env.cpu),
-        env.cores,
-        escape(&env.filesystem)
-    );
-    svg.push_str("</svg>\n");
-    svg
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::{one_second_of as rate, result_of};
 
     #[test]
-    fn nice_ceiling_rounds_up_to_a_round_number() {
-        assert_eq!(nice_ceiling(7.3), 10.0);
-        assert_eq!(nice_ceiling(180.0), 200.0);
-        assert_eq!(nice_ceiling(2100.0), 2500.0);
-        assert_eq!(nice_ceiling(0.0), 1.0);
+    fn several_threads_show_why_there_is_no_floor_ratio() {
+        let contenders: [&dyn Contender; 2] = [&crate::zerodur_peer::Zerodur, &raw::Raw];
+        let results = [result_of(
+            "threads-8",
+            Measure::Rate,
+            vec![
+                (zerodur_peer::NAME, Ok(vec![rate(80_000)])),
+                (raw::NAME, Ok(vec![rate(10_000)])),
+            ],
+        )];
+        let text = markdown(
+            &Environment::for_tests(),
+            &contenders,
+            &results,
+            Duration::ZERO,
+        );
+        assert!(
+            text.contains("| 80.0 k/s | 10.0 k/s | n/a (no group commit) |"),
+            "{text}"
+        );
+        assert!(text.contains("- **threads-8**: no floor (no floor for several writers"));
     }
 
     #[test]
-    fn log_axis_spans_whole_decades() {
-        let axis = Axis::log_covering(70.0, 8000.0);
-        assert!(matches!(axis, Axis::Log { low, high } if low == 10.0 && high == 10_000.0));
-        assert_eq!(axis.fraction(10.0), 0.0);
-        assert!((axis.fraction(100.0) - 1.0 / 3.0).abs() < 1e-9);
-        assert_eq!(axis.ticks().len(), 10);
-    }
-
-    #[test]
-    fn chart_without_any_data_still_renders() {
-        let env = Environment {
-            date: String::new(),
-            kernel: String::new(),
-            cpu: String::new(),
-            cores: 2,
-            filesystem: String::new(),
-            scratch: String::new(),
-            mode: "quick",
-            rounds: 1,
-            load_at_start: String::new(),
-        };
+    fn memory_filesystems_are_flagged_in_the_report() {
         let contenders: [&dyn Contender; 1] = [&crate::zerodur_peer::Zerodur];
-        let results = [TaskResult {
-            key: "append-latency".to_string(),
-            title: "durable append".to_string(),
-            measure: Measure::Latency,
-            samples: vec![(
-                zerodur_peer::NAME,
-                Err(crate::harness::Skip::Unsupported("test")),
-            )],
-        }];
-        let chart = svg(&env, &contenders, &results);
-        assert_eq!(chart.matches("no data").count(), 2);
-        let text = markdown(&env, &contenders, &results, Duration::ZERO);
-        assert!(text.contains("| durable append p50 | n/a |"));
+        let env = Environment {
+            memory_filesystem: Some("tmpfs"),
+            ..Environment::for_tests()
+        };
+        let text = markdown(&env, &contenders, &[], Duration::ZERO);
+        assert!(text.contains("WARNING: durability figures are meaningless here"));
+        assert!(text.contains("on tmpfs"));
     }
 
     #[test]
@@ -826,6 +463,7 @@ mod tests {
         assert_eq!(ratio(Some(100.0), Some(200.0), Better::Lower), "2.00×");
         assert_eq!(ratio(Some(300.0), Some(100.0), Better::Higher), "3.00×");
         assert_eq!(ratio(None, Some(1.0), Better::Lower), "n/a");
+        assert_eq!(times_better(Some(1.0), Some(0.0), Better::Lower), None);
     }
 
     #[test]
