@@ -16,7 +16,10 @@ use support::{
     assert_invalid_path, assert_io, assert_not_found, every_policy, pattern, write_durable,
     write_file, INVALID_FILE_ONLY, INVALID_PATHS,
 };
-use zerodur::{CrashPolicy, Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory, OpKind};
+use zerodur::{
+    AtomicFile, CrashPolicy, DirLock, Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory,
+    OpKind, ReadMap, Region, WritableFile,
+};
 
 /// A backend under test, with the few things the trait cannot do itself.
 struct Backend {
@@ -57,6 +60,20 @@ impl Backend {
         }
     }
 
+    /// A [`MemoryDirectory`] behind a [`Delegate`], which leaves the trait's
+    /// provided methods to their defaults.
+    fn delegate() -> Backend {
+        let mem = MemoryDirectory::new();
+        let inner: Arc<dyn Directory> = Arc::new(mem.clone());
+        let dir: Arc<dyn Directory> = Arc::new(Delegate(Arc::clone(&inner)));
+        Backend {
+            dir,
+            reopen: Box::new(move || Arc::new(Delegate(Arc::clone(&inner)))),
+            inject: Box::new(move |f| mem.inject(f)),
+            outside: None,
+        }
+    }
+
     fn d(&self) -> &dyn Directory {
         &*self.dir
     }
@@ -70,6 +87,65 @@ impl Backend {
                 .collect();
             assert_eq!(entries, vec![root.clone()], "a path escaped the root");
         }
+    }
+}
+
+/// Forwards every required method of [`Directory`] and nothing else: what a
+/// third-party implementation gets from the trait's defaults.
+#[derive(Debug)]
+struct Delegate(Arc<dyn Directory>);
+
+impl Directory for Delegate {
+    fn create_dir_all(&self, path: &str) -> zerodur::Result<()> {
+        self.0.create_dir_all(path)
+    }
+    fn exists(&self, path: &str) -> zerodur::Result<bool> {
+        self.0.exists(path)
+    }
+    fn list(&self, dir: &str) -> zerodur::Result<Vec<String>> {
+        self.0.list(dir)
+    }
+    fn len(&self, path: &str) -> zerodur::Result<u64> {
+        self.0.len(path)
+    }
+    fn read(&self, path: &str) -> zerodur::Result<Vec<u8>> {
+        self.0.read(path)
+    }
+    fn map_read(&self, path: &str) -> zerodur::Result<ReadMap> {
+        self.0.map_read(path)
+    }
+    fn create(&self, path: &str) -> zerodur::Result<Box<dyn WritableFile>> {
+        self.0.create(path)
+    }
+    fn open_append(&self, path: &str) -> zerodur::Result<Box<dyn WritableFile>> {
+        self.0.open_append(path)
+    }
+    fn truncate(&self, path: &str, len: u64) -> zerodur::Result<()> {
+        self.0.truncate(path, len)
+    }
+    fn sync_file(&self, path: &str) -> zerodur::Result<()> {
+        self.0.sync_file(path)
+    }
+    fn sync_dir(&self, dir: &str) -> zerodur::Result<()> {
+        self.0.sync_dir(dir)
+    }
+    fn rename(&self, from: &str, to: &str) -> zerodur::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn remove(&self, path: &str) -> zerodur::Result<()> {
+        self.0.remove(path)
+    }
+    fn create_region(&self, path: &str, len: u64) -> zerodur::Result<Box<dyn Region>> {
+        self.0.create_region(path, len)
+    }
+    fn open_region(&self, path: &str) -> zerodur::Result<Box<dyn Region>> {
+        self.0.open_region(path)
+    }
+    fn lock(&self, path: &str) -> zerodur::Result<DirLock> {
+        self.0.lock(path)
+    }
+    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> zerodur::Result<()> {
+        self.0.atomic_write_parts(path, parts)
     }
 }
 
@@ -225,6 +301,107 @@ fn atomic_write_replaces_content_and_leaves_no_temp_file(b: &Backend) {
     assert_eq!(d.read("m/x").unwrap(), b"inner");
     assert_eq!(d.list("m").unwrap(), ["x"]);
     assert_eq!(d.list("").unwrap(), ["cfg", "m"]);
+}
+
+/// Writes `body` in pieces after an 8-byte slot, starting each piece's
+/// write-back, then fills the slot with the body's length: a header written
+/// last, as a checkpoint's is.
+fn header_last(file: &mut dyn AtomicFile, body: &[u8]) -> zerodur::Result<()> {
+    let mut offset = 8;
+    for piece in body.chunks(3000) {
+        file.write_at(offset, piece)?;
+        file.start_writeback(offset, piece.len() as u64)?;
+        offset += piece.len() as u64;
+    }
+    file.write_at(0, &(body.len() as u64).to_le_bytes())
+}
+
+/// What [`header_last`] writes.
+fn header_last_bytes(body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as u64).to_le_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+fn atomic_write_with_publishes_writes_at_any_offset(b: &Backend) {
+    let d = b.d();
+    d.atomic_write("f", b"old content").unwrap();
+    let body = pattern(10_000, 5);
+    d.atomic_write_with("f", &mut |file| header_last(file, &body))
+        .unwrap();
+    assert_eq!(d.read("f").unwrap(), header_last_bytes(&body));
+    assert_eq!(d.list("").unwrap(), ["f"], "temporary file left");
+
+    // A gap reads as zeros, a later write over an earlier one wins, and
+    // writing nothing publishes an empty file.
+    d.create_dir_all("m").unwrap();
+    d.atomic_write_with("m/g", &mut |file| {
+        file.write_at(6, b"tail")?;
+        file.start_writeback(6, 4)?;
+        file.write_at(0, b"ab")?;
+        file.write_at(7, b"AI")
+    })
+    .unwrap();
+    assert_eq!(d.read("m/g").unwrap(), b"ab\0\0\0\0tAIl");
+    d.atomic_write_with("m/g", &mut |_| Ok(())).unwrap();
+    assert_eq!(d.read("m/g").unwrap(), b"");
+    assert_eq!(d.list("m").unwrap(), ["g"]);
+    assert_eq!(d.list("").unwrap(), ["f", "m"]);
+}
+
+fn failed_atomic_write_with_leaves_no_temp_file_and_the_old_content(b: &Backend) {
+    let d = b.d();
+    let body = pattern(10_000, 6);
+    d.atomic_write("f", b"old").unwrap();
+    // The closure's own error comes back as it is.
+    let err = d
+        .atomic_write_with("f", &mut |file| {
+            file.write_at(0, b"partial")?;
+            Err(Error::InvalidArgument {
+                name: "value",
+                reason: "refused by the test".into(),
+            })
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { name: "value", .. }),
+        "{err}"
+    );
+    assert_eq!(d.list("").unwrap(), ["f"], "a refused write left its file");
+    assert_eq!(d.read("f").unwrap(), b"old");
+
+    // A write failing midway, and the sync after the last write.
+    let faults = [
+        (
+            Fault::eio().on(OpKind::Write).nth(2),
+            IoOp::Write,
+            libc::EIO,
+        ),
+        (
+            Fault::enospc().on(OpKind::Write).nth(4),
+            IoOp::Write,
+            libc::ENOSPC,
+        ),
+        (Fault::eio().on(OpKind::SyncFile), IoOp::SyncFile, libc::EIO),
+    ];
+    for (fault, op, errno) in faults {
+        (b.inject)(fault);
+        let mut calls = 0;
+        assert_io(
+            d.atomic_write_with("f", &mut |file| {
+                calls += 1;
+                header_last(file, &body)
+            }),
+            op,
+            errno,
+        );
+        assert_eq!(calls, 1, "the content is written once");
+        assert_eq!(d.list("").unwrap(), ["f"], "{op}: temporary file left");
+        assert_eq!(d.read("f").unwrap(), b"old", "{op}");
+    }
+    d.atomic_write_with("f", &mut |file| header_last(file, &body))
+        .unwrap();
+    assert_eq!(d.read("f").unwrap(), header_last_bytes(&body));
 }
 
 fn map_read_matches_content_and_is_aligned(b: &Backend) {
@@ -474,6 +651,9 @@ fn path_methods() -> Vec<(&'static str, bool, PathCall)> {
         m("open_region", false, |d, p| d.open_region(p).map(drop)),
         m("lock", false, |d, p| d.lock(p).map(drop)),
         m("atomic_write", false, |d, p| d.atomic_write(p, b"x")),
+        m("atomic_write_with", false, |d, p| {
+            d.atomic_write_with(p, &mut |f| f.write_at(0, b"x"))
+        }),
     ]
 }
 
@@ -727,6 +907,8 @@ suite!(
     truncate_shrinks_and_refuses_to_extend,
     open_append_appends_at_the_end,
     atomic_write_replaces_content_and_leaves_no_temp_file,
+    atomic_write_with_publishes_writes_at_any_offset,
+    failed_atomic_write_with_leaves_no_temp_file_and_the_old_content,
     map_read_matches_content_and_is_aligned,
     create_region_is_zero_filled_exact_and_exclusive,
     region_write_at_is_visible_and_bounds_checked,
@@ -742,6 +924,52 @@ suite!(
     atomic_write_removes_leftover_temp_files_in_its_folder,
     failed_atomic_write_leaves_no_temp_file,
 );
+
+// The trait's provided atomic writes, over a backend's required methods.
+
+#[test]
+fn default_atomic_write_with_publishes_writes_at_any_offset() {
+    atomic_write_with_publishes_writes_at_any_offset(&Backend::delegate());
+}
+
+#[test]
+fn default_failed_atomic_write_with_leaves_no_temp_file_and_the_old_content() {
+    // The default gathers the content and writes it in one piece: faults
+    // hit that write, or the sync.
+    let b = Backend::delegate();
+    let d = b.d();
+    d.atomic_write("f", b"old").unwrap();
+    let refused = d.atomic_write_with("f", &mut |file| {
+        file.write_at(0, b"partial")?;
+        Err(Error::InvalidArgument {
+            name: "value",
+            reason: "refused by the test".into(),
+        })
+    });
+    assert!(matches!(refused, Err(Error::InvalidArgument { .. })));
+    for (fault, op) in [
+        (Fault::enospc().on(OpKind::Write), IoOp::Write),
+        (Fault::enospc().on(OpKind::SyncFile), IoOp::SyncFile),
+    ] {
+        (b.inject)(fault);
+        let r = d.atomic_write_with("f", &mut |file| header_last(file, &pattern(9000, 1)));
+        assert_io(r, op, libc::ENOSPC);
+        assert_eq!(d.list("").unwrap(), ["f"], "{op}: temporary file left");
+        assert_eq!(d.read("f").unwrap(), b"old", "{op}");
+    }
+}
+
+#[test]
+fn default_atomic_write_with_refuses_invalid_paths() {
+    let b = Backend::delegate();
+    for bad in INVALID_PATHS.iter().chain(INVALID_FILE_ONLY) {
+        assert_invalid_path(
+            b.d().atomic_write_with(bad, &mut |f| f.write_at(0, b"x")),
+            &format!("atomic_write_with({bad:?})"),
+        );
+    }
+    assert!(b.d().list("").unwrap().is_empty());
+}
 
 // ---------------------------------------------------------------------------
 // Memory only: what the crash model shows.
@@ -780,6 +1008,56 @@ fn memory_leftover_from_a_crash_is_removed_by_the_next_atomic_write() {
     img.atomic_write("cfg", b"newer").unwrap();
     assert_eq!(img.list("").unwrap(), ["cfg"]);
     assert_eq!(img.read("cfg").unwrap(), b"newer");
+}
+
+#[test]
+fn memory_atomic_write_with_is_old_or_new_after_a_crash_at_any_step() {
+    let body = pattern(10_000, 8);
+    let new = header_last_bytes(&body);
+    let durable_old = || {
+        let d = MemoryDirectory::new();
+        d.atomic_write("f", b"old").unwrap();
+        d
+    };
+    let ops = {
+        let d = durable_old();
+        let before = d.op_count();
+        d.atomic_write_with("f", &mut |file| header_last(file, &body))
+            .unwrap();
+        d.op_count() - before
+    };
+    // Create, 4 pieces, the header, sync, rename, directory sync.
+    assert_eq!(ops, 9);
+    for k in 0..=ops {
+        let d = durable_old();
+        d.halt_after(d.op_count() + k);
+        let ok = d
+            .atomic_write_with("f", &mut |file| header_last(file, &body))
+            .is_ok();
+        assert_eq!(ok, k == ops, "halted after {k} operations");
+        // Before its sync, none of the temporary file's bytes is durable,
+        // write-back hints or not.
+        let temp: Vec<String> = d.files().into_iter().filter(|f| f != "f").collect();
+        if k < 7 {
+            for t in &temp {
+                assert!(d.durable_bytes(t).unwrap().is_empty(), "k={k}: {t}");
+            }
+        }
+        for policy in every_policy(8) {
+            let img = d.crash_image(&policy);
+            let got = img.read("f").unwrap();
+            assert!(
+                got == b"old" || got == new,
+                "k={k}, {policy:?}: `f` holds {} bytes that are neither",
+                got.len()
+            );
+            if ok {
+                assert_eq!(got, new, "{policy:?}: an acknowledged write was lost");
+            }
+            img.atomic_write("g", b"next").unwrap();
+            assert_eq!(img.files(), ["f", "g"], "k={k}, {policy:?}: leftover kept");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

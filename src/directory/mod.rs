@@ -203,6 +203,103 @@ pub trait Directory: Send + Sync + fmt::Debug {
     ///
     /// Durable on return: the data and the name.
     fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()>;
+
+    /// [`atomic_write`](Directory::atomic_write) of whatever `write` puts in
+    /// the temporary file: it runs once, holding the folder's turn, and
+    /// writes through the [`AtomicFile`] it is given, at offsets of its
+    /// choosing (a header can be filled in last, once a checksum over the
+    /// rest is known). If it returns `Ok`, the file is synced once, renamed
+    /// over `path` and the folder synced; if it (or a write) fails, the
+    /// temporary file is removed and `path` is untouched. Same protocol,
+    /// locking, cleanup and durability as `atomic_write`, without holding
+    /// the whole content in memory: a large payload can be produced, checked
+    /// and written a piece at a time.
+    ///
+    /// Both backends write straight into the temporary file. The default,
+    /// for other implementations, gathers the content in memory and calls
+    /// [`atomic_write_parts`](Directory::atomic_write_parts).
+    ///
+    /// ```
+    /// use zerodur::{Directory, MemoryDirectory};
+    ///
+    /// let dir = MemoryDirectory::new();
+    /// dir.atomic_write_with("f", &mut |file| {
+    ///     file.write_at(4, b"body")?;
+    ///     file.write_at(0, b"head") // filled in last
+    /// })?;
+    /// assert_eq!(dir.read("f")?, b"headbody");
+    /// # Ok::<(), zerodur::Error>(())
+    /// ```
+    ///
+    /// Durable on return: the data and the name.
+    fn atomic_write_with(
+        &self,
+        path: &str,
+        write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
+    ) -> Result<()> {
+        let mut content = Gathered::default();
+        write(&mut content)?;
+        self.atomic_write_parts(path, &[&content.bytes])
+    }
+}
+
+/// The temporary file of [`Directory::atomic_write_with`], while its content
+/// is written. Nothing written here is visible at the target path, or
+/// durable, before the write is published.
+pub trait AtomicFile {
+    /// Writes `data` at `offset`, extending the file if it ends there or
+    /// before (a gap reads as zeros).
+    ///
+    /// Durable on return: nothing.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+
+    /// Hints that bytes `offset..offset + len`, fully written, will not
+    /// change: the backend may start writing them to disk now
+    /// (`sync_file_range` on [`FsDirectory`]), so the one sync before the
+    /// rename has less left to wait for. The memory backend ignores it: its
+    /// crash model already lets any unsynced write reach the disk early.
+    ///
+    /// Durable on return: nothing (a hint; the sync before the rename is the
+    /// barrier).
+    fn start_writeback(&mut self, offset: u64, len: u64) -> Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+}
+
+/// The content of an [`AtomicFile`] gathered in memory: what the default
+/// [`Directory::atomic_write_with`] publishes.
+#[derive(Default)]
+struct Gathered {
+    bytes: Vec<u8>,
+}
+
+impl AtomicFile for Gathered {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let too_big = || crate::Error::InvalidArgument {
+            name: "offset",
+            reason: format!("{offset} + {} bytes do not fit in memory", data.len()),
+        };
+        let start = usize::try_from(offset).map_err(|_| too_big())?;
+        let end = start.checked_add(data.len()).ok_or_else(too_big)?;
+        if self.bytes.len() < end {
+            self.bytes.resize(end, 0);
+        }
+        self.bytes[start..end].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// Writes `parts` one after the other from offset 0 (empty ones skipped):
+/// how both backends' [`Directory::atomic_write_parts`] fill their
+/// temporary file.
+pub(crate) fn write_parts(file: &mut dyn AtomicFile, parts: &[&[u8]]) -> Result<()> {
+    let mut offset = 0u64;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        file.write_at(offset, part)?;
+        offset += part.len() as u64;
+    }
+    Ok(())
 }
 
 /// Checks that `offset..offset + len` lies within a region of `size` bytes
