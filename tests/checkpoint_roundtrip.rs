@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use zerodur::{
     list_checkpoints, Checkpoint, CheckpointBytes, CheckpointName, Directory, Error, Fault,
-    FsDirectory, MemoryDirectory, OpKind,
+    FsDirectory, IoOp, MemoryDirectory, OpKind,
 };
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
@@ -218,6 +218,58 @@ fn failed_sync_keeps_the_previous_checkpoint_and_removes_the_temporary() {
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     assert_loads_as(&dir, "s.zdc", &state, Some(1));
     assert_eq!(dir.list("").unwrap(), ["s.zdc"]);
+}
+
+/// A checkpoint written in many pieces (a payload of several MiB) that
+/// fails midway, at its sync or at its rename: a typed I/O error, the
+/// previous checkpoint still in place and loading, no temporary file left
+/// (on both backends).
+#[test]
+fn failed_write_of_a_large_checkpoint_keeps_the_previous_one_and_no_temporary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = FsDirectory::new(tmp.path()).unwrap();
+    let mem = MemoryDirectory::new();
+    type Inject<'a> = Box<dyn Fn(Fault) + 'a>;
+    let backends: [(&dyn Directory, Inject); 2] = [
+        (&fs, Box::new(|f| fs.inject(f))),
+        (&mem, Box::new(|f| mem.inject(f))),
+    ];
+    let state = sample_state();
+    // 3.2 MB of pairs: four pieces and the header.
+    let big: Vec<(u64, u64)> = (0..200_000u64).map(|i| (i, !i)).collect();
+    let blob = vec![0xA5u8; 3 << 20];
+    let faults = [
+        (OpKind::Write, 3, IoOp::Write),
+        (OpKind::SyncFile, 1, IoOp::SyncFile),
+        (OpKind::Rename, 1, IoOp::Rename),
+    ];
+    for (dir, inject) in backends {
+        Checkpoint::write(dir, "s.zdc", STATE_TAG, Some(1), &state).unwrap();
+        for (kind, nth, op) in faults {
+            for raw in [false, true] {
+                inject(Fault::eio().on(kind).nth(nth));
+                let r = if raw {
+                    CheckpointBytes::write(dir, "s.zdc", STATE_TAG, Some(2), &blob)
+                } else {
+                    Checkpoint::write(dir, "s.zdc", 7, Some(2), &big)
+                };
+                match r {
+                    Err(Error::Io {
+                        op: got, source, ..
+                    }) => {
+                        assert_eq!((got, source.raw_os_error()), (op, Some(libc::EIO)));
+                    }
+                    other => panic!("{dir:?}, {kind:?}: {other:?}"),
+                }
+                assert_eq!(dir.list("").unwrap(), ["s.zdc"], "{dir:?}, {kind:?}");
+                assert_loads_as(dir, "s.zdc", &state, Some(1));
+            }
+        }
+        Checkpoint::write(dir, "s.zdc", 7, Some(2), &big).unwrap();
+        let loaded = Checkpoint::<Vec<(u64, u64)>>::load(dir, "s.zdc", 7).unwrap();
+        assert_eq!(loaded.len(), big.len());
+        assert_eq!(loaded[199_999].1.to_native(), !199_999);
+    }
 }
 
 #[test]

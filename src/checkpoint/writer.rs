@@ -6,7 +6,7 @@ use rkyv::ser::allocator::ArenaHandle;
 use rkyv::util::AlignedVec;
 use rkyv::{rancor, Archive, Serialize};
 
-use super::format::{Header, HEADER_SIZE_BYTES};
+use super::format::{PayloadDigest, HEADER_SIZE_BYTES};
 use super::reader::{Checkpoint, CheckpointBytes};
 use crate::directory::{path, Directory};
 use crate::error::{Error, Result};
@@ -58,21 +58,19 @@ impl<T: Archive> Checkpoint<T> {
         T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
     {
         path::check_file(path)?;
-        // Serialize after a zeroed header in the same buffer: one write, no
-        // copy. The header is 64 bytes, a multiple of the payload alignment,
-        // so the payload bytes are exactly what `rkyv::to_bytes` produces.
+        // Serialized after room for the header, so positions in the
+        // archive are file offsets, exactly as rkyv lays it out at offset 64
+        // (a multiple of every alignment an archive uses): the payload bytes
+        // are what `rkyv::to_bytes` produces.
         let mut buf = AlignedVec::<16>::new();
         buf.extend_from_slice(&[0u8; HEADER_SIZE_BYTES]);
-        let mut buf =
-            rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, buf).map_err(|e| {
-                Error::InvalidArgument {
-                    name: "value",
-                    reason: format!("rkyv could not serialize it for `{path}`: {e}"),
-                }
-            })?;
-        let header = Header::for_payload(tag, last_entry, &buf[HEADER_SIZE_BYTES..]);
-        buf[..HEADER_SIZE_BYTES].copy_from_slice(&header.encode());
-        publish(dir, path, &[&buf])
+        let buf = rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, buf).map_err(|e| {
+            Error::InvalidArgument {
+                name: "value",
+                reason: format!("rkyv could not serialize it for `{path}`: {e}"),
+            }
+        })?;
+        publish(dir, path, tag, last_entry, &buf[HEADER_SIZE_BYTES..])
     }
 }
 
@@ -100,18 +98,81 @@ impl CheckpointBytes {
         payload: &[u8],
     ) -> Result<()> {
         path::check_file(path)?;
-        let header = Header::for_payload(tag, last_entry, payload).encode();
-        publish(dir, path, &[&header, payload])
+        publish(dir, path, tag, last_entry, payload)
     }
 }
 
-/// Writes `parts` to a temporary file, syncs it once, renames it to `path`
-/// and syncs the parent directory once ([`Directory::atomic_write_parts`]:
-/// the content in parts, so a large payload is never copied behind its
-/// header).
-fn publish(dir: &dyn Directory, path: &str, parts: &[&[u8]]) -> Result<()> {
+/// Bytes of payload handled at a time: each piece is taken into the CRC and
+/// copied to the file while it is still in the CPU's cache, and its
+/// write-back starts while the next pieces are handled, so the one file sync
+/// finds little left to write.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Publishes the checkpoint file for `payload` at `path` with the
+/// directory's atomic write ([`Directory::atomic_write_with`]): the payload
+/// in pieces after the header's room, each piece's write-back started, then
+/// the header, which carries the payload's CRC; then one file sync, the
+/// rename and one directory sync.
+fn publish(
+    dir: &dyn Directory,
+    path: &str,
+    tag: u64,
+    last_entry: Option<u64>,
+    payload: &[u8],
+) -> Result<()> {
     // IMPORTANT: the directory's atomic write: a unique temporary file,
     // synced before the rename, the folder synced after it, one writer of
-    // the folder at a time, leftovers of killed writers removed.
-    dir.atomic_write_parts(path, parts)
+    // the folder at a time, leftovers of killed writers removed, the
+    // temporary file removed if anything here fails.
+    dir.atomic_write_with(path, &mut |file| {
+        let mut digest = PayloadDigest::default();
+        let mut offset = HEADER_SIZE_BYTES as u64;
+        for chunk in payload.chunks(WRITE_CHUNK_BYTES) {
+            digest.update(chunk);
+            file.write_at(offset, chunk)?;
+            file.start_writeback(offset, chunk.len() as u64)?;
+            offset += chunk.len() as u64;
+        }
+        file.write_at(0, &digest.header(tag, last_entry).encode())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::format::Header;
+    use crate::MemoryDirectory;
+
+    /// The file for `payload`, header and payload built in one piece.
+    fn one_piece(tag: u64, last_entry: Option<u64>, payload: &[u8]) -> Vec<u8> {
+        let mut file = Header::for_payload(tag, last_entry, payload)
+            .encode()
+            .to_vec();
+        file.extend_from_slice(payload);
+        file
+    }
+
+    #[test]
+    fn payloads_written_in_pieces_give_the_file_of_one_piece() {
+        let dir = MemoryDirectory::new();
+        let c = WRITE_CHUNK_BYTES;
+        for len in [0, 1, c - 1, c, c + 1, 3 * c + 777] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4099) as u8).collect();
+            let before = dir.op_count();
+            CheckpointBytes::write(&dir, "b.zdc", 3, Some(len as u64), &payload).unwrap();
+            let file = dir.read("b.zdc").unwrap();
+            assert!(
+                file == one_piece(3, Some(len as u64), &payload),
+                "{len} bytes"
+            );
+            // Create, one write per piece and the header, sync, rename, sync.
+            assert_eq!(dir.op_count() - before, 5 + len.div_ceil(c) as u64, "{len}");
+        }
+        // 3.2 MB of archive: the serialized value goes the same way.
+        let pairs: Vec<(u64, u64)> = (0..200_000u64).map(|i| (i, i ^ 0x5555)).collect();
+        Checkpoint::write(&dir, "p.zdc", 5, None, &pairs).unwrap();
+        let payload = rkyv::to_bytes::<rancor::Error>(&pairs).unwrap();
+        assert!(payload.len() > 3 * c);
+        assert!(dir.read("p.zdc").unwrap() == one_piece(5, None, &payload));
+    }
 }
