@@ -272,6 +272,66 @@ fn failed_write_of_a_large_checkpoint_keeps_the_previous_one_and_no_temporary() 
     }
 }
 
+/// A field that rkyv refuses to serialize.
+struct Refuse;
+
+impl rkyv::with::ArchiveWith<u64> for Refuse {
+    type Archived = rkyv::Archived<u64>;
+    type Resolver = ();
+
+    fn resolve_with(field: &u64, (): (), out: rkyv::Place<Self::Archived>) {
+        rkyv::Archive::resolve(field, (), out);
+    }
+}
+
+impl<S: rkyv::rancor::Fallible + ?Sized> rkyv::with::SerializeWith<u64, S> for Refuse
+where
+    S::Error: rkyv::rancor::Source,
+{
+    fn serialize_with(_: &u64, _: &mut S) -> Result<(), S::Error> {
+        Err(rkyv::rancor::Source::new(std::fmt::Error))
+    }
+}
+
+/// Megabytes of pairs (written to the file, piece after piece, before the
+/// refusal), then a field rkyv refuses.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct RefusedLate {
+    pairs: Vec<(u64, u64)>,
+    #[rkyv(with = Refuse)]
+    refused: u64,
+}
+
+/// Serialization goes straight into the temporary file: a value rkyv gives
+/// up on after pieces were written is an `InvalidArgument` naming the path,
+/// the previous checkpoint stays, and no temporary file is left (on both
+/// backends).
+#[test]
+fn value_refused_midway_keeps_the_previous_checkpoint_and_no_temporary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backends: [Arc<dyn Directory>; 2] = [
+        Arc::new(MemoryDirectory::new()),
+        Arc::new(FsDirectory::new(tmp.path()).unwrap()),
+    ];
+    let state = sample_state();
+    let refused = RefusedLate {
+        pairs: (0..300_000u64).map(|i| (i, i)).collect(),
+        refused: 1,
+    };
+    for dir in backends {
+        Checkpoint::write(&*dir, "s.zdc", STATE_TAG, Some(1), &state).unwrap();
+        match Checkpoint::write(&*dir, "s.zdc", STATE_TAG, Some(2), &refused) {
+            Err(Error::InvalidArgument { name, reason }) => {
+                assert_eq!(name, "value");
+                assert!(reason.contains("`s.zdc`"), "{reason}");
+            }
+            other => panic!("{dir:?}: {other:?}"),
+        }
+        assert_eq!(dir.list("").unwrap(), ["s.zdc"], "{dir:?}");
+        assert_loads_as(&*dir, "s.zdc", &state, Some(1));
+    }
+}
+
 #[test]
 fn write_into_a_missing_folder_fails_with_not_found() {
     let dir = MemoryDirectory::new();
