@@ -404,6 +404,24 @@ fn failed_atomic_write_with_leaves_no_temp_file_and_the_old_content(b: &Backend)
     assert_eq!(d.read("f").unwrap(), header_last_bytes(&body));
 }
 
+fn atomic_write_with_whose_closure_panics_leaves_no_temp_file(b: &Backend) {
+    let d = b.d();
+    d.create_dir_all("m").unwrap();
+    d.atomic_write("m/f", b"old").unwrap();
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        d.atomic_write_with("m/f", &mut |file| {
+            file.write_at(0, b"partial")?;
+            panic!("the caller's closure panics (a test)");
+        })
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(d.list("m").unwrap(), ["f"], "temporary file left");
+    assert_eq!(d.read("m/f").unwrap(), b"old");
+    // The folder's turn was given back.
+    d.atomic_write("m/f", b"new").unwrap();
+    assert_eq!(d.read("m/f").unwrap(), b"new");
+}
+
 fn map_read_matches_content_and_is_aligned(b: &Backend) {
     let d = b.d();
     let data = pattern(10_000, 2);
@@ -909,6 +927,7 @@ suite!(
     atomic_write_replaces_content_and_leaves_no_temp_file,
     atomic_write_with_publishes_writes_at_any_offset,
     failed_atomic_write_with_leaves_no_temp_file_and_the_old_content,
+    atomic_write_with_whose_closure_panics_leaves_no_temp_file,
     map_read_matches_content_and_is_aligned,
     create_region_is_zero_filled_exact_and_exclusive,
     region_write_at_is_visible_and_bounds_checked,

@@ -199,26 +199,25 @@ impl FsDirectory {
 
     /// The part of [`atomic_write_with`](Directory::atomic_write_with)
     /// after the lock: let `write` fill `tmp` in `dir`, sync it, rename it to
-    /// `name`, sync `dir`. Sets `*created` while `tmp` exists, so the caller
-    /// can remove it.
+    /// `name`, sync `dir`. Marks `tmp` as existing while it does, so it is
+    /// removed if anything fails (or `write` panics).
     fn write_and_publish(
         &self,
         dir: &File,
         dir_path: &str,
-        tmp: &str,
+        tmp: &mut TempName<'_>,
         name: &str,
         write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
-        created: &mut bool,
     ) -> Result<()> {
-        let tmp_path = join(dir_path, tmp);
+        let tmp_path = join(dir_path, tmp.name);
         self.fault(OpKind::Create, IoOp::Open, &tmp_path)?;
         let fd = beneath::open_file(
             dir.as_fd(),
-            tmp,
+            tmp.name,
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
         )
         .map_err(|e| fail(IoOp::Open, &tmp_path, e))?;
-        *created = true;
+        tmp.exists = true;
         let mut file = FsAtomicFile {
             file: File::from(fd),
             path: tmp_path,
@@ -237,13 +236,30 @@ impl FsDirectory {
             .map_err(|e| Error::io(IoOp::SyncFile, &tmp_path, e))?;
         drop(file);
         self.fault(OpKind::Rename, IoOp::Rename, &tmp_path)?;
-        beneath::rename_at(dir.as_fd(), tmp, dir.as_fd(), name)
+        beneath::rename_at(dir.as_fd(), tmp.name, dir.as_fd(), name)
             .map_err(|e| fail(IoOp::Rename, &tmp_path, e))?;
-        *created = false;
+        tmp.exists = false;
         self.fault(OpKind::SyncDir, IoOp::SyncDir, dir_path)?;
         // IMPORTANT: makes the rename itself durable.
         dir.sync_all()
             .map_err(|e| Error::io(IoOp::SyncDir, dir_path, e))
+    }
+}
+
+/// The name of an atomic write's temporary file in its folder, removed when
+/// this drops while the file exists: a write that fails, or whose caller's
+/// closure panics, leaves no temporary file behind.
+struct TempName<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a str,
+    exists: bool,
+}
+
+impl Drop for TempName<'_> {
+    fn drop(&mut self) {
+        if self.exists {
+            let _ = beneath::unlink_at(self.dir, self.name);
+        }
     }
 }
 
@@ -618,14 +634,14 @@ impl Directory for FsDirectory {
         if self.kind_at(dir.as_fd(), name, path, IoOp::Open)? == Some(EntryKind::Symlink) {
             return Err(symlink_error(path));
         }
-        let tmp = temp_name(name);
-        let mut created = false;
-        let result = self.write_and_publish(&dir, dir_path, &tmp, name, write, &mut created);
-        if created {
-            // A failed write leaves no temporary file behind.
-            let _ = beneath::unlink_at(dir.as_fd(), &tmp);
-        }
-        result
+        let tmp_name = temp_name(name);
+        // A failed write leaves no temporary file behind.
+        let mut tmp = TempName {
+            dir: dir.as_fd(),
+            name: &tmp_name,
+            exists: false,
+        };
+        self.write_and_publish(&dir, dir_path, &mut tmp, name, write)
         // `dir` closes here, releasing the lock.
     }
 }

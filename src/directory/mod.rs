@@ -209,8 +209,8 @@ pub trait Directory: Send + Sync + fmt::Debug {
     /// writes through the [`AtomicFile`] it is given, at offsets of its
     /// choosing (a header can be filled in last, once a checksum over the
     /// rest is known). If it returns `Ok`, the file is synced once, renamed
-    /// over `path` and the folder synced; if it (or a write) fails, the
-    /// temporary file is removed and `path` is untouched. Same protocol,
+    /// over `path` and the folder synced; if it (or a write) fails, or it
+    /// panics, the temporary file is removed and `path` is untouched. Same protocol,
     /// locking, cleanup and durability as `atomic_write`, without holding
     /// the whole content in memory: a large payload can be produced, checked
     /// and written a piece at a time.

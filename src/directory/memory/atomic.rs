@@ -29,13 +29,11 @@ impl MemoryDirectory {
             .unwrap_or_else(|e| e.into_inner());
         let dir = parent(path);
         self.remove_leftovers(dir);
-        let tmp = join(dir, &temp_name(file_name(path)));
-        let result = self.write_and_publish(&tmp, path, write);
-        if result.is_err() {
-            // A failed write leaves no temporary file behind.
-            self.discard_temp(&tmp);
-        }
-        result
+        let tmp = TempName {
+            dir: self,
+            path: join(dir, &temp_name(file_name(path))),
+        };
+        self.write_and_publish(&tmp.path, path, write)
     }
 
     /// Removes every leftover temporary file of `atomic_write` in folder
@@ -82,8 +80,8 @@ impl MemoryDirectory {
         self.sync_dir(parent(path))
     }
 
-    /// Removes the temporary file `tmp` of a failed `atomic_write`, if it
-    /// still exists. Injected faults do not apply (this is cleanup, as on the
+    /// Removes the temporary file `tmp` of an `atomic_write` that failed (or
+    /// whose closure panicked), if it still exists. Injected faults do not apply (this is cleanup, as on the
     /// filesystem); a halted directory (power off) keeps it, as a crash would.
     fn discard_temp(&self, tmp: &str) {
         let mut st = self.lock_state();
@@ -95,5 +93,19 @@ impl MemoryDirectory {
         }
         record(&mut st, OpKind::Remove, tmp);
         st.unlink(tmp, ino);
+    }
+}
+
+/// The path of an atomic write's temporary file: removed when this drops if
+/// it still exists (it does not once renamed), so a write that fails, or
+/// whose caller's closure panics, leaves no temporary file behind.
+struct TempName<'a> {
+    dir: &'a MemoryDirectory,
+    path: String,
+}
+
+impl Drop for TempName<'_> {
+    fn drop(&mut self) {
+        self.dir.discard_temp(&self.path);
     }
 }
