@@ -17,8 +17,7 @@ use support::{
     write_file, INVALID_FILE_ONLY, INVALID_PATHS,
 };
 use zerodur::{
-    AtomicFile, CrashPolicy, DirLock, Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory,
-    OpKind, ReadMap, Region, WritableFile,
+    AtomicFile, CrashPolicy, Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory, OpKind,
 };
 
 /// A backend under test, with the few things the trait cannot do itself.
@@ -60,20 +59,6 @@ impl Backend {
         }
     }
 
-    /// A [`MemoryDirectory`] behind a [`Delegate`], which leaves the trait's
-    /// provided methods to their defaults.
-    fn delegate() -> Backend {
-        let mem = MemoryDirectory::new();
-        let inner: Arc<dyn Directory> = Arc::new(mem.clone());
-        let dir: Arc<dyn Directory> = Arc::new(Delegate(Arc::clone(&inner)));
-        Backend {
-            dir,
-            reopen: Box::new(move || Arc::new(Delegate(Arc::clone(&inner)))),
-            inject: Box::new(move |f| mem.inject(f)),
-            outside: None,
-        }
-    }
-
     fn d(&self) -> &dyn Directory {
         &*self.dir
     }
@@ -87,65 +72,6 @@ impl Backend {
                 .collect();
             assert_eq!(entries, vec![root.clone()], "a path escaped the root");
         }
-    }
-}
-
-/// Forwards every required method of [`Directory`] and nothing else: what a
-/// third-party implementation gets from the trait's defaults.
-#[derive(Debug)]
-struct Delegate(Arc<dyn Directory>);
-
-impl Directory for Delegate {
-    fn create_dir_all(&self, path: &str) -> zerodur::Result<()> {
-        self.0.create_dir_all(path)
-    }
-    fn exists(&self, path: &str) -> zerodur::Result<bool> {
-        self.0.exists(path)
-    }
-    fn list(&self, dir: &str) -> zerodur::Result<Vec<String>> {
-        self.0.list(dir)
-    }
-    fn len(&self, path: &str) -> zerodur::Result<u64> {
-        self.0.len(path)
-    }
-    fn read(&self, path: &str) -> zerodur::Result<Vec<u8>> {
-        self.0.read(path)
-    }
-    fn map_read(&self, path: &str) -> zerodur::Result<ReadMap> {
-        self.0.map_read(path)
-    }
-    fn create(&self, path: &str) -> zerodur::Result<Box<dyn WritableFile>> {
-        self.0.create(path)
-    }
-    fn open_append(&self, path: &str) -> zerodur::Result<Box<dyn WritableFile>> {
-        self.0.open_append(path)
-    }
-    fn truncate(&self, path: &str, len: u64) -> zerodur::Result<()> {
-        self.0.truncate(path, len)
-    }
-    fn sync_file(&self, path: &str) -> zerodur::Result<()> {
-        self.0.sync_file(path)
-    }
-    fn sync_dir(&self, dir: &str) -> zerodur::Result<()> {
-        self.0.sync_dir(dir)
-    }
-    fn rename(&self, from: &str, to: &str) -> zerodur::Result<()> {
-        self.0.rename(from, to)
-    }
-    fn remove(&self, path: &str) -> zerodur::Result<()> {
-        self.0.remove(path)
-    }
-    fn create_region(&self, path: &str, len: u64) -> zerodur::Result<Box<dyn Region>> {
-        self.0.create_region(path, len)
-    }
-    fn open_region(&self, path: &str) -> zerodur::Result<Box<dyn Region>> {
-        self.0.open_region(path)
-    }
-    fn lock(&self, path: &str) -> zerodur::Result<DirLock> {
-        self.0.lock(path)
-    }
-    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> zerodur::Result<()> {
-        self.0.atomic_write_parts(path, parts)
     }
 }
 
@@ -301,6 +227,20 @@ fn atomic_write_replaces_content_and_leaves_no_temp_file(b: &Backend) {
     assert_eq!(d.read("m/x").unwrap(), b"inner");
     assert_eq!(d.list("m").unwrap(), ["x"]);
     assert_eq!(d.list("").unwrap(), ["cfg", "m"]);
+}
+
+fn atomic_write_parts_publishes_the_concatenation(b: &Backend) {
+    let d = b.d();
+    let body = pattern(5000, 4);
+    d.atomic_write_parts("f", &[b"head", b"", &body, b"tail"])
+        .unwrap();
+    let mut want = b"head".to_vec();
+    want.extend_from_slice(&body);
+    want.extend_from_slice(b"tail");
+    assert_eq!(d.read("f").unwrap(), want);
+    d.atomic_write_parts("f", &[]).unwrap();
+    assert_eq!(d.read("f").unwrap(), b"");
+    assert_eq!(d.list("").unwrap(), ["f"], "temporary file left");
 }
 
 /// Writes `body` in pieces after an 8-byte slot, starting each piece's
@@ -925,6 +865,7 @@ suite!(
     truncate_shrinks_and_refuses_to_extend,
     open_append_appends_at_the_end,
     atomic_write_replaces_content_and_leaves_no_temp_file,
+    atomic_write_parts_publishes_the_concatenation,
     atomic_write_with_publishes_writes_at_any_offset,
     failed_atomic_write_with_leaves_no_temp_file_and_the_old_content,
     atomic_write_with_whose_closure_panics_leaves_no_temp_file,
@@ -943,52 +884,6 @@ suite!(
     atomic_write_removes_leftover_temp_files_in_its_folder,
     failed_atomic_write_leaves_no_temp_file,
 );
-
-// The trait's provided atomic writes, over a backend's required methods.
-
-#[test]
-fn default_atomic_write_with_publishes_writes_at_any_offset() {
-    atomic_write_with_publishes_writes_at_any_offset(&Backend::delegate());
-}
-
-#[test]
-fn default_failed_atomic_write_with_leaves_no_temp_file_and_the_old_content() {
-    // The default gathers the content and writes it in one piece: faults
-    // hit that write, or the sync.
-    let b = Backend::delegate();
-    let d = b.d();
-    d.atomic_write("f", b"old").unwrap();
-    let refused = d.atomic_write_with("f", &mut |file| {
-        file.write_at(0, b"partial")?;
-        Err(Error::InvalidArgument {
-            name: "value",
-            reason: "refused by the test".into(),
-        })
-    });
-    assert!(matches!(refused, Err(Error::InvalidArgument { .. })));
-    for (fault, op) in [
-        (Fault::enospc().on(OpKind::Write), IoOp::Write),
-        (Fault::enospc().on(OpKind::SyncFile), IoOp::SyncFile),
-    ] {
-        (b.inject)(fault);
-        let r = d.atomic_write_with("f", &mut |file| header_last(file, &pattern(9000, 1)));
-        assert_io(r, op, libc::ENOSPC);
-        assert_eq!(d.list("").unwrap(), ["f"], "{op}: temporary file left");
-        assert_eq!(d.read("f").unwrap(), b"old", "{op}");
-    }
-}
-
-#[test]
-fn default_atomic_write_with_refuses_invalid_paths() {
-    let b = Backend::delegate();
-    for bad in INVALID_PATHS.iter().chain(INVALID_FILE_ONLY) {
-        assert_invalid_path(
-            b.d().atomic_write_with(bad, &mut |f| f.write_at(0, b"x")),
-            &format!("atomic_write_with({bad:?})"),
-        );
-    }
-    assert!(b.d().list("").unwrap().is_empty());
-}
 
 // ---------------------------------------------------------------------------
 // Memory only: what the crash model shows.

@@ -16,8 +16,7 @@ use super::fault::{Fault, FaultPlan, OpKind};
 use super::path::{check_dir, check_file, file_name, join, parent};
 use super::temp::{is_temp_name, temp_name};
 use super::{
-    check_range, write_parts, AtomicFile, DirLock, Directory, ReadMap, Region, RegionFlush,
-    WritableFile,
+    check_range, AtomicFile, DirLock, Directory, ReadMap, Region, RegionFlush, WritableFile,
 };
 use crate::error::{Error, IoOp, Result};
 use crate::mmap::beneath::{self, EntryKind};
@@ -607,10 +606,6 @@ impl Directory for FsDirectory {
             }),
             Err(e) => Err(Error::io(IoOp::Lock, path, e)),
         }
-    }
-
-    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.atomic_write_with(path, &mut |file| write_parts(file, parts))
     }
 
     fn atomic_write_with(

@@ -198,11 +198,20 @@ pub trait Directory: Send + Sync + fmt::Debug {
 
     /// [`atomic_write`](Directory::atomic_write) of the concatenation of
     /// `parts`, written one after the other without joining them first (a
-    /// checkpoint's header and a large payload, for instance). Same
-    /// protocol, locking, cleanup and durability.
+    /// header and a large payload, for instance). Same protocol, locking,
+    /// cleanup and durability.
     ///
     /// Durable on return: the data and the name.
-    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()>;
+    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        self.atomic_write_with(path, &mut |file| {
+            let mut offset = 0u64;
+            for part in parts.iter().filter(|p| !p.is_empty()) {
+                file.write_at(offset, part)?;
+                offset += part.len() as u64;
+            }
+            Ok(())
+        })
+    }
 
     /// [`atomic_write`](Directory::atomic_write) of whatever `write` puts in
     /// the temporary file: it runs once, holding the folder's turn, and
@@ -210,14 +219,10 @@ pub trait Directory: Send + Sync + fmt::Debug {
     /// choosing (a header can be filled in last, once a checksum over the
     /// rest is known). If it returns `Ok`, the file is synced once, renamed
     /// over `path` and the folder synced; if it (or a write) fails, or it
-    /// panics, the temporary file is removed and `path` is untouched. Same protocol,
-    /// locking, cleanup and durability as `atomic_write`, without holding
-    /// the whole content in memory: a large payload can be produced, checked
-    /// and written a piece at a time.
-    ///
-    /// Both backends write straight into the temporary file. The default,
-    /// for other implementations, gathers the content in memory and calls
-    /// [`atomic_write_parts`](Directory::atomic_write_parts).
+    /// panics, the temporary file is removed and `path` is untouched. Same
+    /// protocol, locking, cleanup and durability as `atomic_write`, which is
+    /// built on it, without holding the whole content in memory: a large
+    /// payload can be produced, checked and written a piece at a time.
     ///
     /// ```
     /// use zerodur::{Directory, MemoryDirectory};
@@ -236,11 +241,7 @@ pub trait Directory: Send + Sync + fmt::Debug {
         &self,
         path: &str,
         write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
-    ) -> Result<()> {
-        let mut content = Gathered::default();
-        write(&mut content)?;
-        self.atomic_write_parts(path, &[&content.bytes])
-    }
+    ) -> Result<()>;
 }
 
 /// The temporary file of [`Directory::atomic_write_with`], while its content
@@ -265,41 +266,6 @@ pub trait AtomicFile {
         let _ = (offset, len);
         Ok(())
     }
-}
-
-/// The content of an [`AtomicFile`] gathered in memory: what the default
-/// [`Directory::atomic_write_with`] publishes.
-#[derive(Default)]
-struct Gathered {
-    bytes: Vec<u8>,
-}
-
-impl AtomicFile for Gathered {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let too_big = || crate::Error::InvalidArgument {
-            name: "offset",
-            reason: format!("{offset} + {} bytes do not fit in memory", data.len()),
-        };
-        let start = usize::try_from(offset).map_err(|_| too_big())?;
-        let end = start.checked_add(data.len()).ok_or_else(too_big)?;
-        if self.bytes.len() < end {
-            self.bytes.resize(end, 0);
-        }
-        self.bytes[start..end].copy_from_slice(data);
-        Ok(())
-    }
-}
-
-/// Writes `parts` one after the other from offset 0 (empty ones skipped):
-/// how both backends' [`Directory::atomic_write_parts`] fill their
-/// temporary file.
-pub(crate) fn write_parts(file: &mut dyn AtomicFile, parts: &[&[u8]]) -> Result<()> {
-    let mut offset = 0u64;
-    for part in parts.iter().filter(|p| !p.is_empty()) {
-        file.write_at(offset, part)?;
-        offset += part.len() as u64;
-    }
-    Ok(())
 }
 
 /// Checks that `offset..offset + len` lies within a region of `size` bytes

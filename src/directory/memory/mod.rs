@@ -70,7 +70,7 @@ mod priors;
 
 use super::fault::{Fault, FaultPlan, OpKind};
 use super::path::{check_dir, check_file, join, parent};
-use super::{write_parts, AtomicFile, DirLock, Directory, ReadMap, Region, WritableFile};
+use super::{AtomicFile, DirLock, Directory, ReadMap, Region, WritableFile};
 use crate::error::{Error, IoOp, Result};
 use handles::{MemFile, MemLock, MemRegion};
 use inode::Inode;
@@ -726,10 +726,6 @@ impl Directory for MemoryDirectory {
             dir: self.clone(),
             path: path.to_owned(),
         }))
-    }
-
-    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.atomic_write_serialized(path, &mut |file| write_parts(file, parts))
     }
 
     fn atomic_write_with(
