@@ -28,6 +28,14 @@ fn sample_state() -> State {
     }
 }
 
+/// A [`MemoryDirectory`] and an [`FsDirectory`] in `tmp`.
+fn both_backends(tmp: &tempfile::TempDir) -> [Arc<dyn Directory>; 2] {
+    [
+        Arc::new(MemoryDirectory::new()),
+        Arc::new(FsDirectory::new(tmp.path()).unwrap()),
+    ]
+}
+
 /// Loads `path` and checks every archived field against `expected` without
 /// deserializing, then checks `deserialize()`.
 fn assert_loads_as(dir: &dyn Directory, path: &str, expected: &State, last: Option<u64>) {
@@ -309,10 +317,7 @@ struct RefusedLate {
 #[test]
 fn value_refused_midway_keeps_the_previous_checkpoint_and_no_temporary() {
     let tmp = tempfile::tempdir().unwrap();
-    let backends: [Arc<dyn Directory>; 2] = [
-        Arc::new(MemoryDirectory::new()),
-        Arc::new(FsDirectory::new(tmp.path()).unwrap()),
-    ];
+    let backends = both_backends(&tmp);
     let state = sample_state();
     let refused = RefusedLate {
         pairs: (0..300_000u64).map(|i| (i, i)).collect(),
@@ -413,10 +418,7 @@ fn file_names_round_trip_for_many_ids() {
 #[test]
 fn concurrent_writes_of_one_checkpoint_publish_whole_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
-    let backends: [Arc<dyn Directory>; 2] = [
-        Arc::new(MemoryDirectory::new()),
-        Arc::new(FsDirectory::new(tmp.path()).unwrap()),
-    ];
+    let backends = both_backends(&tmp);
     for dir in backends {
         std::thread::scope(|s| {
             for t in 0..4u64 {

@@ -81,7 +81,7 @@ impl<T: Archive> Checkpoint<T> {
         // the folder at a time, leftovers of killed writers removed, the
         // temporary file removed if anything here fails.
         dir.atomic_write_with(path, &mut |file| {
-            write_value(file, path, tag, last_entry, value)
+            PayloadWriter::serialize(file, path, value)?.finish(tag, last_entry)
         })
     }
 }
@@ -112,52 +112,13 @@ impl CheckpointBytes {
         path::check_file(path)?;
         // IMPORTANT: the directory's atomic write, as for `Checkpoint::write`.
         dir.atomic_write_with(path, &mut |file| {
-            write_bytes(file, tag, last_entry, payload)
+            // No buffer: the bytes go to the file as they are, a piece at a
+            // time.
+            let mut writer = PayloadWriter::new(file, 0);
+            writer.put(payload)?;
+            writer.finish(tag, last_entry)
         })
     }
-}
-
-/// Fills `file` with the checkpoint of `value`, serialized straight into it
-/// ([`PayloadWriter`]); `path` is for the error message.
-fn write_value<T>(
-    file: &mut dyn AtomicFile,
-    path: &str,
-    tag: u64,
-    last_entry: Option<u64>,
-    value: &T,
-) -> Result<()>
-where
-    T: for<'a, 'w> Serialize<CheckpointSerializer<'a, 'w>>,
-{
-    let payload = PayloadWriter::new(file, WRITE_CHUNK_BYTES);
-    let (serialized, mut payload) = with_arena(|arena| {
-        let mut serializer = Serializer::new(payload, arena.acquire(), Share::new());
-        let serialized = serialize_using::<_, rancor::Error>(value, &mut serializer);
-        (serialized, serializer.into_writer())
-    });
-    if let Err(e) = serialized {
-        return Err(payload
-            .failed
-            .take()
-            .unwrap_or_else(|| Error::InvalidArgument {
-                name: "value",
-                reason: format!("rkyv could not serialize it for `{path}`: {e}"),
-            }));
-    }
-    payload.finish(tag, last_entry)
-}
-
-/// Fills `file` with the checkpoint of `payload`.
-fn write_bytes(
-    file: &mut dyn AtomicFile,
-    tag: u64,
-    last_entry: Option<u64>,
-    payload: &[u8],
-) -> Result<()> {
-    // No buffer: the bytes go to the file as they are, a piece at a time.
-    let mut writer = PayloadWriter::new(file, 0);
-    writer.put(payload)?;
-    writer.finish(tag, last_entry)
 }
 
 /// Bytes of payload written at a time: each piece is taken into the CRC and
@@ -224,6 +185,30 @@ impl<'w> PayloadWriter<'w> {
             piece: Vec::with_capacity(piece_bytes),
             offset: HEADER_SIZE_BYTES as u64,
             failed: None,
+        }
+    }
+
+    /// A writer into `file` holding `value` serialized, all but its last
+    /// piece written; `path` is for the error message.
+    fn serialize<T>(file: &'w mut dyn AtomicFile, path: &str, value: &T) -> Result<Self>
+    where
+        T: for<'a, 'x> Serialize<CheckpointSerializer<'a, 'x>>,
+    {
+        let writer = PayloadWriter::new(file, WRITE_CHUNK_BYTES);
+        let (serialized, mut writer) = with_arena(|arena| {
+            let mut serializer = Serializer::new(writer, arena.acquire(), Share::new());
+            let serialized = serialize_using::<_, rancor::Error>(value, &mut serializer);
+            (serialized, serializer.into_writer())
+        });
+        match serialized {
+            Ok(_) => Ok(writer),
+            Err(e) => Err(writer
+                .failed
+                .take()
+                .unwrap_or_else(|| Error::InvalidArgument {
+                    name: "value",
+                    reason: format!("rkyv could not serialize it for `{path}`: {e}"),
+                })),
         }
     }
 
@@ -414,7 +399,9 @@ mod tests {
         let c = WRITE_CHUNK_BYTES;
         let pairs: Vec<(u64, u64)> = (0..200_000u64).map(|i| (i, !i)).collect();
         let mut rec = Recorder::default();
-        write_value(&mut rec, "p", 5, None, &pairs).unwrap();
+        PayloadWriter::serialize(&mut rec, "p", &pairs)
+            .and_then(|w| w.finish(5, None))
+            .unwrap();
         let payload = rkyv::to_bytes::<rancor::Error>(&pairs).unwrap();
         assert!(rec.bytes == one_piece(5, None, &payload));
         // Small writes fill every piece but the last.
@@ -425,13 +412,17 @@ mod tests {
         for blob_len in [0, 100, c - 1, c, 2 * c + 3] {
             let value = mixed(blob_len);
             let mut rec = Recorder::default();
-            write_value(&mut rec, "m", 6, Some(1), &value).unwrap();
+            PayloadWriter::serialize(&mut rec, "m", &value)
+                .and_then(|w| w.finish(6, Some(1)))
+                .unwrap();
             let payload = rkyv::to_bytes::<rancor::Error>(&value).unwrap();
             assert!(rec.bytes == one_piece(6, Some(1), &payload), "{blob_len}");
             rec.pieces();
         }
         let mut rec = Recorder::default();
-        write_value(&mut rec, "e", 7, None, &()).unwrap();
+        PayloadWriter::serialize(&mut rec, "e", &())
+            .and_then(|w| w.finish(7, None))
+            .unwrap();
         assert_eq!(rec.bytes, one_piece(7, None, &[]));
         assert_eq!(rec.pieces(), [] as [u64; 0]);
     }
@@ -442,7 +433,9 @@ mod tests {
         for len in [0, 1, c - 1, c, c + 1, 3 * c + 777] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4099) as u8).collect();
             let mut rec = Recorder::default();
-            write_bytes(&mut rec, 3, Some(len as u64), &payload).unwrap();
+            let mut writer = PayloadWriter::new(&mut rec, 0);
+            writer.put(&payload).unwrap();
+            writer.finish(3, Some(len as u64)).unwrap();
             assert!(
                 rec.bytes == one_piece(3, Some(len as u64), &payload),
                 "{len}"
