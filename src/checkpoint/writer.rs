@@ -121,11 +121,11 @@ impl CheckpointBytes {
     }
 }
 
-/// Bytes of payload written at a time: each piece is taken into the CRC and
+/// Bytes of payload written at a time (at most): each piece is taken into the CRC and
 /// copied to the file while it is still in the CPU's cache, and its
 /// write-back starts while the next pieces are produced, so the one file
 /// sync finds little left to write.
-const WRITE_CHUNK_BYTES: usize = 1 << 20;
+const PIECE_SIZE_BYTES: usize = 1 << 20;
 
 /// The serializer [`Checkpoint::write`] runs a value through: rkyv's
 /// high-level serializer (arena allocator, shared pointers deduplicated,
@@ -194,7 +194,7 @@ impl<'w> PayloadWriter<'w> {
     where
         T: for<'a, 'x> Serialize<CheckpointSerializer<'a, 'x>>,
     {
-        let writer = PayloadWriter::new(file, WRITE_CHUNK_BYTES);
+        let writer = PayloadWriter::new(file, PIECE_SIZE_BYTES);
         let (serialized, mut writer) = with_arena(|arena| {
             let mut serializer = Serializer::new(writer, arena.acquire(), Share::new());
             let serialized = serialize_using::<_, rancor::Error>(value, &mut serializer);
@@ -225,7 +225,7 @@ impl<'w> PayloadWriter<'w> {
 
     /// [`PayloadWriter::put`] of bytes that do not fit in the piece: the
     /// piece is written, then `bytes` start the next one or, if they would
-    /// fill it, go to the file as they are.
+    /// fill a whole piece, go to the file as they are, a piece at a time.
     #[cold]
     #[inline(never)]
     fn put_past_piece(&mut self, bytes: &[u8]) -> Result<()> {
@@ -234,8 +234,8 @@ impl<'w> PayloadWriter<'w> {
             self.piece.extend_from_slice(bytes);
             return Ok(());
         }
-        for chunk in bytes.chunks(WRITE_CHUNK_BYTES) {
-            self.write_piece(chunk)?;
+        for piece in bytes.chunks(PIECE_SIZE_BYTES) {
+            self.write_piece(piece)?;
         }
         Ok(())
     }
@@ -367,7 +367,7 @@ mod tests {
             for pair in pieces.chunks(2) {
                 let (write, hint) = ((false, offset, pair[0].2), (true, offset, pair[0].2));
                 assert_eq!(pair, [write, hint], "piece at {offset}");
-                assert!(pair[0].2 > 0 && pair[0].2 <= WRITE_CHUNK_BYTES as u64);
+                assert!(pair[0].2 > 0 && pair[0].2 <= PIECE_SIZE_BYTES as u64);
                 offset += pair[0].2;
                 lens.push(pair[0].2);
             }
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn values_are_serialized_in_pieces_into_the_file_of_one_piece() {
-        let c = WRITE_CHUNK_BYTES;
+        let c = PIECE_SIZE_BYTES;
         let pairs: Vec<(u64, u64)> = (0..200_000u64).map(|i| (i, !i)).collect();
         let mut rec = Recorder::default();
         PayloadWriter::serialize(&mut rec, "p", &pairs)
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn bytes_are_written_in_pieces_into_the_file_of_one_piece() {
-        let c = WRITE_CHUNK_BYTES;
+        let c = PIECE_SIZE_BYTES;
         for len in [0, 1, c - 1, c, c + 1, 3 * c + 777] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4099) as u8).collect();
             let mut rec = Recorder::default();
@@ -454,7 +454,7 @@ mod tests {
         let payload = rkyv::to_bytes::<rancor::Error>(&value).unwrap();
         assert!(dir.read("v.zdc").unwrap() == one_piece(8, Some(2), &payload));
         // Create, a write per piece and the header, sync, rename, dir sync.
-        let pieces = payload.len().div_ceil(WRITE_CHUNK_BYTES) as u64;
+        let pieces = payload.len().div_ceil(PIECE_SIZE_BYTES) as u64;
         assert!(dir.op_count() - before >= 5 + pieces);
         CheckpointBytes::write(&dir, "b.zdc", 8, Some(2), &payload).unwrap();
         assert!(dir.read("b.zdc").unwrap() == dir.read("v.zdc").unwrap());
