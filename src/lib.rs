@@ -68,8 +68,8 @@ pub mod wal;
 
 pub use checkpoint::{list_checkpoints, Checkpoint, CheckpointBytes, CheckpointName};
 pub use directory::{
-    CrashPolicy, DirLock, Directory, Fault, FaultErrno, FsDirectory, MediaFault, MediaFaultSet,
-    MemoryDirectory, OpKind, OpRecord, ReadMap, Region, RegionFlush, WritableFile,
+    AtomicFile, CrashPolicy, DirLock, Directory, Fault, FaultErrno, FsDirectory, MediaFault,
+    MediaFaultSet, MemoryDirectory, OpKind, OpRecord, ReadMap, Region, RegionFlush, WritableFile,
 };
 pub use error::{CorruptKind, Error, IoOp, Result};
 pub use recordlog::{RecordLog, RecordLogMode, RecordLogOptions, Records};

@@ -28,13 +28,11 @@
 //! old checkpoints. Every case recovers to the last published checkpoint plus
 //! the WAL after it.
 
-use rkyv::api::high::{HighSerializer, HighValidator};
+use rkyv::api::high::HighValidator;
 use rkyv::bytecheck::CheckBytes;
-use rkyv::ser::allocator::ArenaHandle;
-use rkyv::util::AlignedVec;
 use rkyv::{rancor, Archive, Serialize};
 
-use crate::checkpoint::{list_checkpoints, Checkpoint, CheckpointName};
+use crate::checkpoint::{list_checkpoints, Checkpoint, CheckpointName, CheckpointSerializer};
 
 use crate::directory::{sync_parents, Directory};
 use crate::error::{Error, Result};
@@ -149,7 +147,7 @@ pub fn publish_checkpoint<T>(
     value: &T,
 ) -> Result<Published>
 where
-    T: Archive + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+    T: Archive + for<'a, 'w> Serialize<CheckpointSerializer<'a, 'w>>,
     T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
 {
     match wal.last_entry_id() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use zerodur::{
     list_checkpoints, Checkpoint, CheckpointBytes, CheckpointName, Directory, Error, Fault,
-    FsDirectory, MemoryDirectory, OpKind,
+    FsDirectory, IoOp, MemoryDirectory, OpKind,
 };
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
@@ -26,6 +26,14 @@ fn sample_state() -> State {
         names: (0..50u64).map(|i| (format!("key-{i:03}"), i * 3)).collect(),
         label: "zerodur checkpoint ✓".to_owned(),
     }
+}
+
+/// A [`MemoryDirectory`] and an [`FsDirectory`] in `tmp`.
+fn both_backends(tmp: &tempfile::TempDir) -> [Arc<dyn Directory>; 2] {
+    [
+        Arc::new(MemoryDirectory::new()),
+        Arc::new(FsDirectory::new(tmp.path()).unwrap()),
+    ]
 }
 
 /// Loads `path` and checks every archived field against `expected` without
@@ -220,6 +228,115 @@ fn failed_sync_keeps_the_previous_checkpoint_and_removes_the_temporary() {
     assert_eq!(dir.list("").unwrap(), ["s.zdc"]);
 }
 
+/// A checkpoint written in many pieces (a payload of several MiB) that
+/// fails midway, at its sync or at its rename: a typed I/O error, the
+/// previous checkpoint still in place and loading, no temporary file left
+/// (on both backends).
+#[test]
+fn failed_write_of_a_large_checkpoint_keeps_the_previous_one_and_no_temporary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = FsDirectory::new(tmp.path()).unwrap();
+    let mem = MemoryDirectory::new();
+    type Inject<'a> = Box<dyn Fn(Fault) + 'a>;
+    let backends: [(&dyn Directory, Inject); 2] = [
+        (&fs, Box::new(|f| fs.inject(f))),
+        (&mem, Box::new(|f| mem.inject(f))),
+    ];
+    let state = sample_state();
+    // 3.2 MB of pairs: four pieces and the header.
+    let big: Vec<(u64, u64)> = (0..200_000u64).map(|i| (i, !i)).collect();
+    let blob = vec![0xA5u8; 3 << 20];
+    let faults = [
+        (OpKind::Write, 3, IoOp::Write),
+        (OpKind::SyncFile, 1, IoOp::SyncFile),
+        (OpKind::Rename, 1, IoOp::Rename),
+    ];
+    for (dir, inject) in backends {
+        Checkpoint::write(dir, "s.zdc", STATE_TAG, Some(1), &state).unwrap();
+        for (kind, nth, op) in faults {
+            for raw in [false, true] {
+                inject(Fault::eio().on(kind).nth(nth));
+                let r = if raw {
+                    CheckpointBytes::write(dir, "s.zdc", STATE_TAG, Some(2), &blob)
+                } else {
+                    Checkpoint::write(dir, "s.zdc", 7, Some(2), &big)
+                };
+                match r {
+                    Err(Error::Io {
+                        op: got, source, ..
+                    }) => {
+                        assert_eq!((got, source.raw_os_error()), (op, Some(libc::EIO)));
+                    }
+                    other => panic!("{dir:?}, {kind:?}: {other:?}"),
+                }
+                assert_eq!(dir.list("").unwrap(), ["s.zdc"], "{dir:?}, {kind:?}");
+                assert_loads_as(dir, "s.zdc", &state, Some(1));
+            }
+        }
+        Checkpoint::write(dir, "s.zdc", 7, Some(2), &big).unwrap();
+        let loaded = Checkpoint::<Vec<(u64, u64)>>::load(dir, "s.zdc", 7).unwrap();
+        assert_eq!(loaded.len(), big.len());
+        assert_eq!(loaded[199_999].1.to_native(), !199_999);
+    }
+}
+
+/// A field that rkyv refuses to serialize.
+struct Refuse;
+
+impl rkyv::with::ArchiveWith<u64> for Refuse {
+    type Archived = rkyv::Archived<u64>;
+    type Resolver = ();
+
+    fn resolve_with(field: &u64, (): (), out: rkyv::Place<Self::Archived>) {
+        rkyv::Archive::resolve(field, (), out);
+    }
+}
+
+impl<S: rkyv::rancor::Fallible + ?Sized> rkyv::with::SerializeWith<u64, S> for Refuse
+where
+    S::Error: rkyv::rancor::Source,
+{
+    fn serialize_with(_: &u64, _: &mut S) -> Result<(), S::Error> {
+        Err(rkyv::rancor::Source::new(std::fmt::Error))
+    }
+}
+
+/// Megabytes of pairs (written to the file, piece after piece, before the
+/// refusal), then a field rkyv refuses.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct RefusedLate {
+    pairs: Vec<(u64, u64)>,
+    #[rkyv(with = Refuse)]
+    refused: u64,
+}
+
+/// Serialization goes straight into the temporary file: a value rkyv gives
+/// up on after pieces were written is an `InvalidArgument` naming the path,
+/// the previous checkpoint stays, and no temporary file is left (on both
+/// backends).
+#[test]
+fn value_refused_midway_keeps_the_previous_checkpoint_and_no_temporary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backends = both_backends(&tmp);
+    let state = sample_state();
+    let refused = RefusedLate {
+        pairs: (0..300_000u64).map(|i| (i, i)).collect(),
+        refused: 1,
+    };
+    for dir in backends {
+        Checkpoint::write(&*dir, "s.zdc", STATE_TAG, Some(1), &state).unwrap();
+        match Checkpoint::write(&*dir, "s.zdc", STATE_TAG, Some(2), &refused) {
+            Err(Error::InvalidArgument { name, reason }) => {
+                assert_eq!(name, "value");
+                assert!(reason.contains("`s.zdc`"), "{reason}");
+            }
+            other => panic!("{dir:?}: {other:?}"),
+        }
+        assert_eq!(dir.list("").unwrap(), ["s.zdc"], "{dir:?}");
+        assert_loads_as(&*dir, "s.zdc", &state, Some(1));
+    }
+}
+
 #[test]
 fn write_into_a_missing_folder_fails_with_not_found() {
     let dir = MemoryDirectory::new();
@@ -301,10 +418,7 @@ fn file_names_round_trip_for_many_ids() {
 #[test]
 fn concurrent_writes_of_one_checkpoint_publish_whole_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
-    let backends: [Arc<dyn Directory>; 2] = [
-        Arc::new(MemoryDirectory::new()),
-        Arc::new(FsDirectory::new(tmp.path()).unwrap()),
-    ];
+    let backends = both_backends(&tmp);
     for dir in backends {
         std::thread::scope(|s| {
             for t in 0..4u64 {

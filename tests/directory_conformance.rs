@@ -16,7 +16,9 @@ use support::{
     assert_invalid_path, assert_io, assert_not_found, every_policy, pattern, write_durable,
     write_file, INVALID_FILE_ONLY, INVALID_PATHS,
 };
-use zerodur::{CrashPolicy, Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory, OpKind};
+use zerodur::{
+    AtomicFile, CrashPolicy, Directory, Error, Fault, FsDirectory, IoOp, MemoryDirectory, OpKind,
+};
 
 /// A backend under test, with the few things the trait cannot do itself.
 struct Backend {
@@ -225,6 +227,138 @@ fn atomic_write_replaces_content_and_leaves_no_temp_file(b: &Backend) {
     assert_eq!(d.read("m/x").unwrap(), b"inner");
     assert_eq!(d.list("m").unwrap(), ["x"]);
     assert_eq!(d.list("").unwrap(), ["cfg", "m"]);
+}
+
+fn atomic_write_parts_publishes_the_concatenation(b: &Backend) {
+    let d = b.d();
+    let body = pattern(5000, 4);
+    d.atomic_write_parts("f", &[b"head", b"", &body, b"tail"])
+        .unwrap();
+    let mut want = b"head".to_vec();
+    want.extend_from_slice(&body);
+    want.extend_from_slice(b"tail");
+    assert_eq!(d.read("f").unwrap(), want);
+    d.atomic_write_parts("f", &[]).unwrap();
+    assert_eq!(d.read("f").unwrap(), b"");
+    assert_eq!(d.list("").unwrap(), ["f"], "temporary file left");
+}
+
+/// Writes `body` in pieces after an 8-byte slot, starting each piece's
+/// write-back, then fills the slot with the body's length: a header written
+/// last, as a checkpoint's is.
+fn header_last(file: &mut dyn AtomicFile, body: &[u8]) -> zerodur::Result<()> {
+    let mut offset = 8;
+    for piece in body.chunks(3000) {
+        file.write_at(offset, piece)?;
+        file.start_writeback(offset, piece.len() as u64)?;
+        offset += piece.len() as u64;
+    }
+    file.write_at(0, &(body.len() as u64).to_le_bytes())
+}
+
+/// What [`header_last`] writes.
+fn header_last_bytes(body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as u64).to_le_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+fn atomic_write_with_publishes_writes_at_any_offset(b: &Backend) {
+    let d = b.d();
+    d.atomic_write("f", b"old content").unwrap();
+    let body = pattern(10_000, 5);
+    d.atomic_write_with("f", &mut |file| header_last(file, &body))
+        .unwrap();
+    assert_eq!(d.read("f").unwrap(), header_last_bytes(&body));
+    assert_eq!(d.list("").unwrap(), ["f"], "temporary file left");
+
+    // A gap reads as zeros, a later write over an earlier one wins, and
+    // writing nothing publishes an empty file.
+    d.create_dir_all("m").unwrap();
+    d.atomic_write_with("m/g", &mut |file| {
+        file.write_at(6, b"tail")?;
+        file.start_writeback(6, 4)?;
+        file.write_at(0, b"ab")?;
+        file.write_at(7, b"AI")
+    })
+    .unwrap();
+    assert_eq!(d.read("m/g").unwrap(), b"ab\0\0\0\0tAIl");
+    d.atomic_write_with("m/g", &mut |_| Ok(())).unwrap();
+    assert_eq!(d.read("m/g").unwrap(), b"");
+    assert_eq!(d.list("m").unwrap(), ["g"], "temporary file left");
+}
+
+fn failed_atomic_write_with_leaves_no_temp_file_and_the_old_content(b: &Backend) {
+    let d = b.d();
+    let body = pattern(10_000, 6);
+    d.atomic_write("f", b"old").unwrap();
+    // The closure's own error comes back as it is.
+    let err = d
+        .atomic_write_with("f", &mut |file| {
+            file.write_at(0, b"partial")?;
+            Err(Error::InvalidArgument {
+                name: "value",
+                reason: "refused by the test".into(),
+            })
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { name: "value", .. }),
+        "{err}"
+    );
+    assert_eq!(d.list("").unwrap(), ["f"], "a refused write left its file");
+    assert_eq!(d.read("f").unwrap(), b"old");
+
+    // A write failing midway, and the sync after the last write.
+    let faults = [
+        (
+            Fault::eio().on(OpKind::Write).nth(2),
+            IoOp::Write,
+            libc::EIO,
+        ),
+        (
+            Fault::enospc().on(OpKind::Write).nth(4),
+            IoOp::Write,
+            libc::ENOSPC,
+        ),
+        (Fault::eio().on(OpKind::SyncFile), IoOp::SyncFile, libc::EIO),
+    ];
+    for (fault, op, errno) in faults {
+        (b.inject)(fault);
+        let mut calls = 0;
+        assert_io(
+            d.atomic_write_with("f", &mut |file| {
+                calls += 1;
+                header_last(file, &body)
+            }),
+            op,
+            errno,
+        );
+        assert_eq!(calls, 1, "the content is written once");
+        assert_eq!(d.list("").unwrap(), ["f"], "{op}: temporary file left");
+        assert_eq!(d.read("f").unwrap(), b"old", "{op}");
+    }
+    d.atomic_write_with("f", &mut |file| header_last(file, &body))
+        .unwrap();
+    assert_eq!(d.read("f").unwrap(), header_last_bytes(&body));
+}
+
+fn atomic_write_with_whose_closure_panics_leaves_no_temp_file(b: &Backend) {
+    let d = b.d();
+    d.create_dir_all("m").unwrap();
+    d.atomic_write("m/f", b"old").unwrap();
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        d.atomic_write_with("m/f", &mut |file| {
+            file.write_at(0, b"partial")?;
+            panic!("the caller's closure panics (a test)");
+        })
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(d.list("m").unwrap(), ["f"], "temporary file left");
+    assert_eq!(d.read("m/f").unwrap(), b"old");
+    // The folder's turn was given back.
+    d.atomic_write("m/f", b"new").unwrap();
+    assert_eq!(d.read("m/f").unwrap(), b"new");
 }
 
 fn map_read_matches_content_and_is_aligned(b: &Backend) {
@@ -474,6 +608,9 @@ fn path_methods() -> Vec<(&'static str, bool, PathCall)> {
         m("open_region", false, |d, p| d.open_region(p).map(drop)),
         m("lock", false, |d, p| d.lock(p).map(drop)),
         m("atomic_write", false, |d, p| d.atomic_write(p, b"x")),
+        m("atomic_write_with", false, |d, p| {
+            d.atomic_write_with(p, &mut |f| f.write_at(0, b"x"))
+        }),
     ]
 }
 
@@ -727,6 +864,10 @@ suite!(
     truncate_shrinks_and_refuses_to_extend,
     open_append_appends_at_the_end,
     atomic_write_replaces_content_and_leaves_no_temp_file,
+    atomic_write_parts_publishes_the_concatenation,
+    atomic_write_with_publishes_writes_at_any_offset,
+    failed_atomic_write_with_leaves_no_temp_file_and_the_old_content,
+    atomic_write_with_whose_closure_panics_leaves_no_temp_file,
     map_read_matches_content_and_is_aligned,
     create_region_is_zero_filled_exact_and_exclusive,
     region_write_at_is_visible_and_bounds_checked,
@@ -780,6 +921,56 @@ fn memory_leftover_from_a_crash_is_removed_by_the_next_atomic_write() {
     img.atomic_write("cfg", b"newer").unwrap();
     assert_eq!(img.list("").unwrap(), ["cfg"]);
     assert_eq!(img.read("cfg").unwrap(), b"newer");
+}
+
+#[test]
+fn memory_atomic_write_with_is_old_or_new_after_a_crash_at_any_step() {
+    let body = pattern(10_000, 8);
+    let new = header_last_bytes(&body);
+    let durable_old = || {
+        let d = MemoryDirectory::new();
+        d.atomic_write("f", b"old").unwrap();
+        d
+    };
+    let ops = {
+        let d = durable_old();
+        let before = d.op_count();
+        d.atomic_write_with("f", &mut |file| header_last(file, &body))
+            .unwrap();
+        d.op_count() - before
+    };
+    // Create, 4 pieces, the header, sync, rename, directory sync.
+    assert_eq!(ops, 9);
+    for k in 0..=ops {
+        let d = durable_old();
+        d.halt_after(d.op_count() + k);
+        let ok = d
+            .atomic_write_with("f", &mut |file| header_last(file, &body))
+            .is_ok();
+        assert_eq!(ok, k == ops, "halted after {k} operations");
+        // Before its sync, none of the temporary file's bytes is durable,
+        // write-back hints or not.
+        let temp: Vec<String> = d.files().into_iter().filter(|f| f != "f").collect();
+        if k < 7 {
+            for t in &temp {
+                assert!(d.durable_bytes(t).unwrap().is_empty(), "k={k}: {t}");
+            }
+        }
+        for policy in every_policy(8) {
+            let img = d.crash_image(&policy);
+            let got = img.read("f").unwrap();
+            assert!(
+                got == b"old" || got == new,
+                "k={k}, {policy:?}: `f` holds {} bytes that are neither",
+                got.len()
+            );
+            if ok {
+                assert_eq!(got, new, "{policy:?}: an acknowledged write was lost");
+            }
+            img.atomic_write("g", b"next").unwrap();
+            assert_eq!(img.files(), ["f", "g"], "k={k}, {policy:?}: leftover kept");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

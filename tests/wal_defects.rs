@@ -10,8 +10,8 @@ use std::sync::Arc;
 use wal_common::*;
 use zerodur::wal::{EntryId, ReadMode, Wal, WalOptions};
 use zerodur::{
-    CorruptKind, CrashPolicy, DirLock, Directory, Error, Fault, FsDirectory, MemoryDirectory,
-    OpKind, ReadMap, Region, Result, WritableFile,
+    AtomicFile, CorruptKind, CrashPolicy, DirLock, Directory, Error, Fault, FsDirectory,
+    MemoryDirectory, OpKind, ReadMap, Region, Result, WritableFile,
 };
 
 const SEG_8K: u64 = 8 * 1024;
@@ -698,8 +698,12 @@ impl Directory for Counting {
     fn lock(&self, path: &str) -> Result<DirLock> {
         self.inner.lock(path)
     }
-    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.inner.atomic_write_parts(path, parts)
+    fn atomic_write_with(
+        &self,
+        path: &str,
+        write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
+    ) -> Result<()> {
+        self.inner.atomic_write_with(path, write)
     }
 }
 

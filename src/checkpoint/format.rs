@@ -67,15 +67,40 @@ pub(crate) struct Header {
     pub(crate) tag: u64,
 }
 
-impl Header {
-    /// The header describing `payload`.
-    pub(crate) fn for_payload(tag: u64, last_entry: Option<u64>, payload: &[u8]) -> Header {
+/// The payload's length and CRC, taken a piece at a time, in order, while
+/// the payload is produced or written; [`PayloadDigest::header`] then gives
+/// the header describing it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PayloadDigest {
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl PayloadDigest {
+    /// Takes in the next `bytes` of the payload.
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.crc.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// The header describing the payload taken in so far.
+    pub(crate) fn header(self, tag: u64, last_entry: Option<u64>) -> Header {
         Header {
             last_entry,
-            payload_len: payload.len() as u64,
-            payload_crc: crc32fast::hash(payload),
+            payload_len: self.len,
+            payload_crc: self.crc.finalize(),
             tag,
         }
+    }
+}
+
+impl Header {
+    /// The header describing `payload`, taken in one piece.
+    #[cfg(test)]
+    pub(crate) fn for_payload(tag: u64, last_entry: Option<u64>, payload: &[u8]) -> Header {
+        let mut digest = PayloadDigest::default();
+        digest.update(payload);
+        digest.header(tag, last_entry)
     }
 
     /// The 64 header bytes. Reserved bytes, and `last entry` when absent, are
@@ -312,6 +337,23 @@ mod tests {
             let h = Header::for_payload(9, last, b"payload");
             assert_eq!(Header::decode(&h.encode(), "c").unwrap(), h);
         }
+    }
+
+    #[test]
+    fn a_digest_taken_in_pieces_gives_the_header_of_the_whole() {
+        let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let whole = Header::for_payload(4, Some(8), &payload);
+        assert_eq!(whole.payload_crc, crc32fast::hash(&payload));
+        for piece in [1, 16, 333, 4096, 10_000] {
+            let mut digest = PayloadDigest::default();
+            for chunk in payload.chunks(piece) {
+                digest.update(chunk);
+            }
+            assert_eq!(digest.header(4, Some(8)), whole, "pieces of {piece}");
+        }
+        let empty = PayloadDigest::default().header(1, None);
+        assert_eq!(empty, Header::for_payload(1, None, b""));
+        assert_eq!((empty.payload_len, empty.payload_crc), (0, 0));
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //!   temporary file, sync it, rename it over the final name and sync the
 //!   directory: one file sync, one directory sync, nothing redundant. After a
 //!   crash the final name holds the old checkpoint or the new one, never a
-//!   mix.
+//!   mix. The value is serialized straight into the file ([`PayloadWriter`])
+//!   a piece at a time, CRC'd and sent towards the disk while the rest is
+//!   serialized.
 //! - **Load**: [`Checkpoint::load`] maps the file read-only, checks both
 //!   CRCs, the magic, version, tag and lengths, validates the archive once
 //!   with rkyv's checked `access`, and returns a handle that derefs to
@@ -48,3 +50,4 @@ mod writer;
 
 pub use format::CheckpointName;
 pub use reader::{list_checkpoints, Checkpoint, CheckpointBytes};
+pub use writer::{CheckpointSerializer, PayloadWriter};

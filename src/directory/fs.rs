@@ -15,7 +15,9 @@ use std::sync::Arc;
 use super::fault::{Fault, FaultPlan, OpKind};
 use super::path::{check_dir, check_file, file_name, join, parent};
 use super::temp::{is_temp_name, temp_name};
-use super::{check_range, DirLock, Directory, ReadMap, Region, RegionFlush, WritableFile};
+use super::{
+    check_range, AtomicFile, DirLock, Directory, ReadMap, Region, RegionFlush, WritableFile,
+};
 use crate::error::{Error, IoOp, Result};
 use crate::mmap::beneath::{self, EntryKind};
 use crate::mmap::{
@@ -194,47 +196,95 @@ impl FsDirectory {
         }
     }
 
-    /// The part of [`atomic_write`](Directory::atomic_write) after the lock:
-    /// write `tmp` in `dir`, sync it, rename it to `name`, sync `dir`.
-    /// Sets `*created` while `tmp` exists, so the caller can remove it.
+    /// The part of [`atomic_write_with`](Directory::atomic_write_with)
+    /// after the lock: let `write` fill `tmp` in `dir`, sync it, rename it to
+    /// `name`, sync `dir`. Marks `tmp` as existing while it does, so it is
+    /// removed if anything fails (or `write` panics).
     fn write_and_publish(
         &self,
         dir: &File,
         dir_path: &str,
-        tmp: &str,
+        tmp: &mut TempName<'_>,
         name: &str,
-        parts: &[&[u8]],
-        created: &mut bool,
+        write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
     ) -> Result<()> {
-        let tmp_path = join(dir_path, tmp);
+        let tmp_path = join(dir_path, tmp.name);
         self.fault(OpKind::Create, IoOp::Open, &tmp_path)?;
         let fd = beneath::open_file(
             dir.as_fd(),
-            tmp,
+            tmp.name,
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
         )
         .map_err(|e| fail(IoOp::Open, &tmp_path, e))?;
-        *created = true;
-        let mut f = File::from(fd);
-        self.fault(OpKind::Write, IoOp::Write, &tmp_path)?;
-        for part in parts {
-            f.write_all(part)
-                .map_err(|e| Error::io(IoOp::Write, &tmp_path, e))?;
-        }
+        tmp.exists = true;
+        let mut file = FsAtomicFile {
+            file: File::from(fd),
+            path: tmp_path,
+            faults: &self.faults,
+        };
+        write(&mut file)?;
+        let FsAtomicFile {
+            file,
+            path: tmp_path,
+            ..
+        } = file;
         self.fault(OpKind::SyncFile, IoOp::SyncFile, &tmp_path)?;
         // IMPORTANT: the data must be durable before the rename can be, or a
         // crash could publish the name over an empty file.
-        f.sync_data()
+        file.sync_data()
             .map_err(|e| Error::io(IoOp::SyncFile, &tmp_path, e))?;
-        drop(f);
+        drop(file);
         self.fault(OpKind::Rename, IoOp::Rename, &tmp_path)?;
-        beneath::rename_at(dir.as_fd(), tmp, dir.as_fd(), name)
+        beneath::rename_at(dir.as_fd(), tmp.name, dir.as_fd(), name)
             .map_err(|e| fail(IoOp::Rename, &tmp_path, e))?;
-        *created = false;
+        tmp.exists = false;
         self.fault(OpKind::SyncDir, IoOp::SyncDir, dir_path)?;
         // IMPORTANT: makes the rename itself durable.
         dir.sync_all()
             .map_err(|e| Error::io(IoOp::SyncDir, dir_path, e))
+    }
+}
+
+/// The name of an atomic write's temporary file in its folder, removed when
+/// this drops while the file exists: a write that fails, or whose caller's
+/// closure panics, leaves no temporary file behind.
+struct TempName<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a str,
+    exists: bool,
+}
+
+impl Drop for TempName<'_> {
+    fn drop(&mut self) {
+        if self.exists {
+            let _ = beneath::unlink_at(self.dir, self.name);
+        }
+    }
+}
+
+/// The temporary file of an atomic write on the filesystem: `pwrite`s, and
+/// write-back started with `sync_file_range`.
+struct FsAtomicFile<'a> {
+    file: File,
+    path: String,
+    faults: &'a FaultPlan,
+}
+
+impl AtomicFile for FsAtomicFile<'_> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+
+        if let Some(e) = self.faults.check(OpKind::Write) {
+            return Err(Error::io(IoOp::Write, &self.path, e));
+        }
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| Error::io(IoOp::Write, &self.path, e))
+    }
+
+    fn start_writeback(&mut self, offset: u64, len: u64) -> Result<()> {
+        start_writeback(&self.file, offset, len)
+            .map_err(|e| Error::io(IoOp::SyncFile, &self.path, e))
     }
 }
 
@@ -558,7 +608,11 @@ impl Directory for FsDirectory {
         }
     }
 
-    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+    fn atomic_write_with(
+        &self,
+        path: &str,
+        write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
+    ) -> Result<()> {
         check_file(path)?;
         let dir_path = parent(path);
         let name = file_name(path);
@@ -575,14 +629,14 @@ impl Directory for FsDirectory {
         if self.kind_at(dir.as_fd(), name, path, IoOp::Open)? == Some(EntryKind::Symlink) {
             return Err(symlink_error(path));
         }
-        let tmp = temp_name(name);
-        let mut created = false;
-        let result = self.write_and_publish(&dir, dir_path, &tmp, name, parts, &mut created);
-        if created {
-            // A failed write leaves no temporary file behind.
-            let _ = beneath::unlink_at(dir.as_fd(), &tmp);
-        }
-        result
+        let tmp_name = temp_name(name);
+        // A failed write leaves no temporary file behind.
+        let mut tmp = TempName {
+            dir: dir.as_fd(),
+            name: &tmp_name,
+            exists: false,
+        };
+        self.write_and_publish(&dir, dir_path, &mut tmp, name, write)
         // `dir` closes here, releasing the lock.
     }
 }

@@ -198,11 +198,74 @@ pub trait Directory: Send + Sync + fmt::Debug {
 
     /// [`atomic_write`](Directory::atomic_write) of the concatenation of
     /// `parts`, written one after the other without joining them first (a
-    /// checkpoint's header and a large payload, for instance). Same
-    /// protocol, locking, cleanup and durability.
+    /// header and a large payload, for instance). Same protocol, locking,
+    /// cleanup and durability.
     ///
     /// Durable on return: the data and the name.
-    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()>;
+    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        self.atomic_write_with(path, &mut |file| {
+            let mut offset = 0u64;
+            for part in parts.iter().filter(|p| !p.is_empty()) {
+                file.write_at(offset, part)?;
+                offset += part.len() as u64;
+            }
+            Ok(())
+        })
+    }
+
+    /// [`atomic_write`](Directory::atomic_write) of whatever `write` puts in
+    /// the temporary file: it runs once, holding the folder's turn, and
+    /// writes through the [`AtomicFile`] it is given, at offsets of its
+    /// choosing (a header can be filled in last, once a checksum over the
+    /// rest is known). If it returns `Ok`, the file is synced once, renamed
+    /// over `path` and the folder synced; if it (or a write) fails, or it
+    /// panics, the temporary file is removed and `path` is untouched. Same
+    /// protocol, locking, cleanup and durability as `atomic_write`, which is
+    /// built on it, without holding the whole content in memory: a large
+    /// payload can be produced, checked and written a piece at a time.
+    ///
+    /// ```
+    /// use zerodur::{Directory, MemoryDirectory};
+    ///
+    /// let dir = MemoryDirectory::new();
+    /// dir.atomic_write_with("f", &mut |file| {
+    ///     file.write_at(4, b"body")?;
+    ///     file.write_at(0, b"head") // filled in last
+    /// })?;
+    /// assert_eq!(dir.read("f")?, b"headbody");
+    /// # Ok::<(), zerodur::Error>(())
+    /// ```
+    ///
+    /// Durable on return: the data and the name.
+    fn atomic_write_with(
+        &self,
+        path: &str,
+        write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
+    ) -> Result<()>;
+}
+
+/// The temporary file of [`Directory::atomic_write_with`], while its content
+/// is written. Nothing written here is visible at the target path, or
+/// durable, before the write is published.
+pub trait AtomicFile {
+    /// Writes `data` at `offset`, extending the file if it ends there or
+    /// before (a gap reads as zeros).
+    ///
+    /// Durable on return: nothing.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+
+    /// Hints that bytes `offset..offset + len`, fully written, will not
+    /// change: the backend may start writing them to disk now
+    /// (`sync_file_range` on [`FsDirectory`]), so the one sync before the
+    /// rename has less left to wait for. The memory backend ignores it: its
+    /// crash model already lets any unsynced write reach the disk early.
+    ///
+    /// Durable on return: nothing (a hint; the sync before the rename is the
+    /// barrier).
+    fn start_writeback(&mut self, offset: u64, len: u64) -> Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
 }
 
 /// Checks that `offset..offset + len` lies within a region of `size` bytes

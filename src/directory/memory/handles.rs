@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{sync_inode, MemoryDirectory};
 use crate::directory::fault::OpKind;
-use crate::directory::{check_range, Region, RegionFlush, WritableFile};
+use crate::directory::{check_range, AtomicFile, Region, RegionFlush, WritableFile};
 use crate::error::{Error, IoOp, Result};
 
 #[derive(Debug)]
@@ -28,15 +28,23 @@ pub(super) struct MemFile {
     pub(super) path: String,
 }
 
-impl WritableFile for MemFile {
-    fn write_all(&mut self, data: &[u8]) -> Result<()> {
+impl MemFile {
+    /// Writes `data` at `offset`, or at the end for `None`: one counted write
+    /// operation, unsynced (a pending write of the crash model).
+    fn write(&mut self, offset: Option<u64>, data: &[u8]) -> Result<()> {
         let mut st = self.dir.lock_state();
         self.dir
             .begin(&mut st, OpKind::Write, IoOp::Write, &self.path)?;
         let inode = st.inode(self.ino);
         let end = inode.data.len() as u64;
-        inode.write(end, data);
+        inode.write(offset.unwrap_or(end), data);
         Ok(())
+    }
+}
+
+impl WritableFile for MemFile {
+    fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        self.write(None, data)
     }
 
     fn sync(&mut self) -> Result<()> {
@@ -47,6 +55,29 @@ impl WritableFile for MemFile {
     fn len(&self) -> u64 {
         let st = self.dir.lock_state();
         st.inodes.get(&self.ino).map_or(0, |i| i.data.len() as u64)
+    }
+}
+
+/// The temporary file of an atomic write: a file written at offsets. Start
+/// of write-back is the default no-op: the crash model already lets any
+/// pending write reach the disk early, in any order.
+impl AtomicFile for MemFile {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        // A file held in memory is addressed by usize.
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| usize::try_from(end).is_err())
+        {
+            return Err(Error::InvalidArgument {
+                name: "offset",
+                reason: format!(
+                    "{offset} + {} bytes do not fit in memory for `{}`",
+                    data.len(),
+                    self.path
+                ),
+            });
+        }
+        self.write(Some(offset), data)
     }
 }
 

@@ -70,7 +70,7 @@ mod priors;
 
 use super::fault::{Fault, FaultPlan, OpKind};
 use super::path::{check_dir, check_file, join, parent};
-use super::{DirLock, Directory, ReadMap, Region, WritableFile};
+use super::{AtomicFile, DirLock, Directory, ReadMap, Region, WritableFile};
 use crate::error::{Error, IoOp, Result};
 use handles::{MemFile, MemLock, MemRegion};
 use inode::Inode;
@@ -448,7 +448,7 @@ impl MemoryDirectory {
             .collect()
     }
 
-    fn open_file(&self, path: &str, truncate: bool) -> Result<Box<dyn WritableFile>> {
+    fn open_file(&self, path: &str, truncate: bool) -> Result<MemFile> {
         check_file(path)?;
         let mut st = self.lock_state();
         st.require_parent(path)?;
@@ -473,11 +473,11 @@ impl MemoryDirectory {
                 ino
             }
         };
-        Ok(Box::new(MemFile {
+        Ok(MemFile {
             dir: self.clone(),
             ino,
             path: path.to_owned(),
-        }))
+        })
     }
 }
 
@@ -588,11 +588,11 @@ impl Directory for MemoryDirectory {
     }
 
     fn create(&self, path: &str) -> Result<Box<dyn WritableFile>> {
-        self.open_file(path, true)
+        Ok(Box::new(self.open_file(path, true)?))
     }
 
     fn open_append(&self, path: &str) -> Result<Box<dyn WritableFile>> {
-        self.open_file(path, false)
+        Ok(Box::new(self.open_file(path, false)?))
     }
 
     fn truncate(&self, path: &str, len: u64) -> Result<()> {
@@ -728,8 +728,12 @@ impl Directory for MemoryDirectory {
         }))
     }
 
-    fn atomic_write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.atomic_write_serialized(path, parts)
+    fn atomic_write_with(
+        &self,
+        path: &str,
+        write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
+    ) -> Result<()> {
+        self.atomic_write_serialized(path, write)
     }
 }
 
