@@ -60,6 +60,12 @@ impl Wal {
     pub fn truncate_prefix(&self, upto: EntryId) -> Result<usize> {
         let mut st = self.lock_state();
         self.commit.check()?;
+        // Sealed segments a deferred rotation left unsynced are made durable
+        // (and their successors' headers told so) before any is retired:
+        // a retired file is recycled later, and nothing may still write to it.
+        if !st.unsynced.is_empty() {
+            self.sync_unsynced_locked(&mut st)?;
+        }
         let (active, active_first) = (st.active.id, st.active.first_entry);
         let wal_dir = self.opts.dir.clone();
         let mut retired = 0;

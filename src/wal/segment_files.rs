@@ -215,7 +215,6 @@ impl Opener<'_> {
                     active,
                     next_id,
                     pool,
-                    retired: Vec::new(),
                 })
             }
             Birth::Unborn(_) => {
@@ -254,7 +253,6 @@ impl Opener<'_> {
                     active: self.create(last, first, epoch, None, false)?,
                     next_id: first,
                     pool,
-                    retired: Vec::new(),
                 })
             }
         }
@@ -385,44 +383,26 @@ impl Opener<'_> {
     }
 
     /// The log ends in `segments[j]` (@D2): the segments after it hold only
-    /// writes a crash left, never acknowledged. Each goes to the recycle pool
-    /// if it is a well-formed segment (its frames are scanned before reuse)
-    /// or is removed if not, and the log is resumed at `segments[j]`.
+    /// writes a crash left, never acknowledged (no frame anywhere proves
+    /// them durable, and the flag says their predecessor never was). They
+    /// are removed, and the log is resumed at `segments[j]`. Not pooled:
+    /// a leftover's header names its own id, which the resumed log will
+    /// give to a new segment, and a recycled file whose new header did not
+    /// land must read as an older life (@U3), never as that segment.
     fn retire_leftovers(
         &self,
         segments: &[SegmentId],
         j: usize,
-        mut pool: Vec<SegmentId>,
+        pool: Vec<SegmentId>,
     ) -> Result<Resumed> {
         let wal_dir = &self.opts.dir;
-        let mut retired = Vec::new();
-        let mut pool_epoch = self.pool_epoch;
-        for &id in &segments[j + 1..] {
-            let path = segment_path(wal_dir, id);
-            let checked = rules::check_pool_file(&self.dir.map_read(&path)?, id, &path);
-            match checked {
-                Ok(h) => {
-                    self.dir.rename(&path, &pool_path(wal_dir, id))?;
-                    pool_epoch = pool_epoch.max(h.epoch);
-                    pool.push(id);
-                    retired.push(id);
-                }
-                Err(_) => self.dir.remove(&path)?,
-            }
+        // Newest first, each removal durable before the next: a crash
+        // part-way leaves the segments consecutive, in the same @D2 shape.
+        for &id in segments[j + 1..].iter().rev() {
+            self.dir.remove(&segment_path(wal_dir, id))?;
+            self.dir.sync_dir(wal_dir)?;
         }
-        self.dir.sync_dir(wal_dir)?;
-        pool.sort();
-        let mut unscanned = self.unscanned_pool.clone();
-        unscanned.extend(retired.iter().copied());
-        let opener = Opener {
-            dir: self.dir,
-            opts: self.opts,
-            pool_epoch,
-            unscanned_pool: &unscanned,
-        };
-        let mut resumed = opener.resume(&segments[..=j], pool)?;
-        resumed.retired.extend(retired);
-        Ok(resumed)
+        self.resume(&segments[..=j], pool)
     }
 
     /// The entry id and epoch at which sealed segment `id` ends, and where
@@ -564,14 +544,12 @@ fn judge_final(buf: &[u8], h: &SegmentHeader, path: &str) -> Result<()> {
     }
 }
 
-/// What resume found: the active segment, the next entry id, the recycle
-/// pool, and the segments it moved into the pool (@D2 leftovers, whose
-/// frames must be scanned before reuse).
+/// What resume found: the active segment, the next entry id and the
+/// recycle pool.
 pub(super) struct Resumed {
     pub(super) active: Active,
     pub(super) next_id: u64,
     pub(super) pool: Vec<SegmentId>,
-    pub(super) retired: Vec<SegmentId>,
 }
 
 /// What [`Opener::check_deferred`] found.
@@ -662,7 +640,6 @@ fn active(region: Box<dyn Region>, header: SegmentHeader, epoch: u64, off: usize
         epoch,
         write_off: off,
         synced_off: off,
-        writeback_off: off,
         prewritten_off: None,
         prefault_want: 0,
         // A header from before birth times were stored: count from now.

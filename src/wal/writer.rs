@@ -83,8 +83,6 @@ pub(super) struct Active {
     pub(super) write_off: usize,
     /// Bytes below this offset are durable.
     pub(super) synced_off: usize,
-    /// Write-back has been started for the bytes below this offset.
-    pub(super) writeback_off: usize,
     /// In a segment created by this process (so still zeros past the
     /// tail): zeros have been written ahead up to this offset. `None` for
     /// recycled and resumed segments, whose blocks are written already or
@@ -164,7 +162,7 @@ impl Wal {
             EPOCH_AT,
             EPOCH_RANGE,
         )?;
-        let mut unscanned_pool: BTreeSet<SegmentId> = pool.iter().copied().collect();
+        let unscanned_pool: BTreeSet<SegmentId> = pool.iter().copied().collect();
         let opener = Opener {
             dir: &*dir,
             opts: &opts,
@@ -175,7 +173,6 @@ impl Wal {
             active,
             next_id,
             pool,
-            retired,
         } = match segments.last() {
             None => Resumed {
                 active: opener.create(
@@ -187,13 +184,9 @@ impl Wal {
                 )?,
                 next_id: opts.first_entry,
                 pool,
-                retired: Vec::new(),
             },
             Some(_) => opener.resume(&segments, pool)?,
         };
-        // Leftovers of a deferred rotation moved into the pool: scanned
-        // before reuse, like every pooled file found at open.
-        unscanned_pool.extend(retired);
         let durable = next_id - 1;
         let spin = opts.commit_spin;
         let prefaulter = opts.prefault.then(Prefaulter::start).flatten();
@@ -528,8 +521,14 @@ impl Wal {
         let off = at + total;
         let bytes = payloads.iter().map(|p| p.len() as u64).sum::<u64>();
         st.active.write_off = off;
-        st.active.start_writeback();
-        if off + prefault::LEAD_BYTES > st.active.prefault_want {
+        // No write-back is started from here: cleaning pages of a mapping
+        // that threads on other CPUs use (the prefaulter) costs a TLB
+        // shootdown, an interrupt per 4 KiB page; `sync_file_range` every
+        // 4 MiB was measured at a quarter of a buffered appender's time. The
+        // barrier, or the kernel's own write-back, writes them.
+        let a = &st.active;
+        if off + prefault::LEAD_BYTES > a.prefault_want && a.prefault_want < a.region.len() as usize
+        {
             self.request_prefault(&mut st.active);
         }
         let last = first + payloads.len() as u64 - 1;
@@ -614,7 +613,7 @@ impl Wal {
 
     /// Makes every segment in [`State::unsynced`] durable, in order, under
     /// the append lock (rotation's bound on deferred segments).
-    fn sync_unsynced_locked(&self, st: &mut State) -> Result<()> {
+    pub(super) fn sync_unsynced_locked(&self, st: &mut State) -> Result<()> {
         {
             let _barrier = self.commit.barrier();
             // IMPORTANT: checked under the barrier lock, as every barrier is:
@@ -718,11 +717,6 @@ impl std::fmt::Debug for Wal {
 /// the disk before a rotation does.
 pub(super) const MAX_UNSYNCED_SEGMENTS: usize = 4;
 
-/// Bytes between early write-back hints: large enough that the system call
-/// is rare (once per ~28,000 appends of 100 bytes), small enough that a
-/// rotation's barrier finds most of the segment already written.
-const WRITEBACK_CHUNK_BYTES: usize = 4 * 1024 * 1024;
-
 /// Zeros are written ahead of the tail this much at a time...
 const PREWRITE_CHUNK_BYTES: usize = 1024 * 1024;
 /// ...once the tail is this close to where they end.
@@ -757,20 +751,5 @@ impl Active {
             Ok(()) => Some(to),
             Err(_) => None,
         };
-    }
-
-    /// Starts write-back of every whole chunk written since the last hint, so
-    /// the barrier that eventually covers it (a durable append, or the
-    /// rotation that seals the segment) has little left to wait for.
-    fn start_writeback(&mut self) {
-        let boundary = self.write_off - self.write_off % WRITEBACK_CHUNK_BYTES;
-        if boundary > self.writeback_off {
-            // A hint: an error here changes nothing; the barrier reports.
-            let _ = self.region.start_writeback(
-                self.writeback_off as u64,
-                (boundary - self.writeback_off) as u64,
-            );
-            self.writeback_off = boundary;
-        }
     }
 }
