@@ -21,6 +21,7 @@ use super::format::{
     decode_slot, FileName, HeaderError, SegmentHeader, Slot, FORMAT_VERSION, FRAME_ALIGN,
     FRAME_EPOCH_AT, FRAME_HEADER_LEN, FRAME_KIND_AT, HEADER_EPOCH_AT, HEADER_FIRST_ENTRY_AT,
     HEADER_LEN_AT, HEADER_SEGMENT_AT, KIND_ENTRY, KIND_RESUME, SEGMENT_HEADER_LEN,
+    SEGMENT_SIZE_BYTES_MIN,
 };
 use super::segment::{Cursor, End};
 use super::SegmentId;
@@ -160,6 +161,11 @@ pub(crate) fn check_header(buf: &[u8], id: SegmentId, path: &str) -> Result<Segm
             path,
             HEADER_SEGMENT_AT,
             CorruptKind::BadHeader("segment id does not match the file name"),
+        )),
+        Ok(h) if h.segment_len < SEGMENT_SIZE_BYTES_MIN => Err(Error::corrupt(
+            path,
+            HEADER_LEN_AT,
+            CorruptKind::BadHeader("segment shorter than the smallest zerodur writes"),
         )),
         Ok(h) if h.segment_len != buf.len() as u64 => Err(Error::corrupt(
             path,
@@ -655,7 +661,7 @@ mod tests {
 
     #[test]
     fn born_needs_name_length_first_id_and_a_newer_epoch() {
-        let b = header(2, 10, 5, 4096);
+        let b = header(2, 10, 5, 8192);
         let p = pos(2, true, Some((3, 10, 4)));
         assert!(matches!(judge_header(&b, &p, "s"), Ok(Birth::Born(_))));
         let gap = pos(2, true, Some((3, 11, 4)));
@@ -718,7 +724,7 @@ mod tests {
     #[test]
     fn recycled_unborn_needs_an_older_header_and_no_newer_frame() {
         let after = pos(5, true, Some((9, 100, 9)));
-        let mut old = header(2, 40, 3, 4096);
+        let mut old = header(2, 40, 3, 8192);
         put_frame(&mut old, 64, KIND_ENTRY, 40, 3, 39);
         assert_eq!(
             judge_header(&old, &after, "s").unwrap(),
@@ -730,7 +736,7 @@ mod tests {
         put_frame(&mut live, 256, KIND_ENTRY, 100, 10, 99);
         assert!(judge_header(&live, &after, "s").is_err());
         // A header of a newer epoch than the predecessor's is not an old life.
-        let newer = header(2, 40, 9, 4096);
+        let newer = header(2, 40, 9, 8192);
         assert!(judge_header(&newer, &after, "s").is_err());
     }
 
@@ -766,5 +772,114 @@ mod tests {
                 "{end:?}"
             );
         }
+    }
+
+    #[test]
+    fn unsealed_ends_follow_the_table() {
+        let b = header(1, 1, 5, 8192);
+        let h = SegmentHeader::decode(&b).unwrap();
+        let mut c = Cursor::new(&h);
+        c.off = 128;
+        c.next = 3;
+        let next = |first: u64, flagged: bool| SegmentHeader {
+            segment: SegmentId(2),
+            first_entry: EntryId(first),
+            epoch: 6,
+            segment_len: 8192,
+            created_ms: 0,
+            predecessor_unsynced: flagged,
+        };
+        let none = &mut |_| Ok(None);
+        let judge = |end, n: &SegmentHeader, later: &mut dyn FnMut(u64) -> Result<_>| {
+            judge_unsealed(&b, &c, end, "s", n, "n", later)
+        };
+        // No flag: everything before the successor was durable.
+        assert!(matches!(
+            judge(End::Zero, &next(3, false), none),
+            Err(Error::Corrupt {
+                kind: CorruptKind::Unsealed,
+                ..
+            })
+        ));
+        // Flag set: the seal alone missing, the log goes on.
+        assert_eq!(
+            judge(End::Zero, &next(3, true), none).unwrap(),
+            Unsealed::SealLost
+        );
+        // An id the successor says it holds.
+        assert!(matches!(
+            judge(End::Zero, &next(2, true), none),
+            Err(Error::Corrupt {
+                kind: CorruptKind::EntryIdGap {
+                    expected: 3,
+                    found: 2
+                },
+                ..
+            })
+        ));
+        // Entries missing, nothing proves them durable: the log ends here.
+        assert_eq!(
+            judge(End::Zero, &next(7, true), none).unwrap(),
+            Unsealed::LogEnds(EndVerdict::Clean)
+        );
+        assert_eq!(
+            judge(End::Torn("x"), &next(7, true), none).unwrap(),
+            Unsealed::LogEnds(EndVerdict::Torn)
+        );
+        // A later epoch where a frame was expected is damage, flag or not.
+        assert!(judge(End::Later, &next(7, true), none).is_err());
+        // Proof in a later segment.
+        let mut asked = Vec::new();
+        let mut later = |x| {
+            asked.push(x);
+            Ok(Some((SegmentId(3), 640)))
+        };
+        assert!(matches!(
+            judge(End::Zero, &next(7, true), &mut later),
+            Err(Error::Corrupt {
+                kind: CorruptKind::DurableInLaterSegment {
+                    segment: 3,
+                    evidence: 640
+                },
+                offset: 128,
+                ..
+            })
+        ));
+        assert_eq!(asked, [3]);
+        // Proof in the rest of this segment, past any window.
+        let mut far = b.clone();
+        put_frame(&mut far, 6000, KIND_SEAL, 9, 5, 3);
+        assert!(matches!(
+            judge_unsealed(&far, &c, End::Zero, "s", &next(7, true), "n", none),
+            Err(Error::Corrupt {
+                kind: CorruptKind::BelowDurablePoint { evidence: 6000 },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn evidence_in_a_segment_is_a_valid_frame_whose_watermark_covers_the_id() {
+        let mut b = header(2, 7, 6, 8192);
+        put_frame(&mut b, 64, KIND_ENTRY, 7, 6, 2);
+        assert_eq!(evidence_in_segment(&b, 3), None);
+        put_frame(&mut b, 96, KIND_ENTRY, 8, 6, 4);
+        assert_eq!(evidence_in_segment(&b, 3), Some(96));
+        // A damaged frame proves nothing.
+        b[100] ^= 1;
+        assert_eq!(evidence_in_segment(&b, 3), None);
+    }
+
+    #[test]
+    fn a_segment_shorter_than_the_smallest_written_is_a_bad_header() {
+        let b = header(1, 1, 5, 4096);
+        assert!(matches!(
+            check_header(&b, SegmentId(1), "s"),
+            Err(Error::Corrupt {
+                kind: CorruptKind::BadHeader(_),
+                offset: 40,
+                ..
+            })
+        ));
     }
 }

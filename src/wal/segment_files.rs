@@ -238,9 +238,9 @@ impl Opener<'_> {
                         // durable: it is the final segment. The unborn file
                         // holds no entry.
                         None => {
-                            self.dir.remove(&path)?;
-                            self.dir.sync_dir(wal_dir)?;
-                            return self.resume(&segments[..n - 1], pool);
+                            // IMPORTANT: every verdict before the removal.
+                            let j = self.final_after_leftovers(segments, n - 2)?;
+                            return self.retire_leftovers(segments, j, pool);
                         }
                     },
                 };
@@ -367,7 +367,36 @@ impl Opener<'_> {
         loop {
             let path = segment_path(&self.opts.dir, segments[j]);
             let map = self.dir.map_read(&path)?;
-            let h = rules::check_header(&map, segments[j], &path)?;
+            // Judged as `resume` will judge it once it is the final segment.
+            let prev = match j {
+                0 => None,
+                _ => {
+                    let prev_path = segment_path(&self.opts.dir, segments[j - 1]);
+                    let ph = rules::check_header(
+                        &self.dir.map_read(&prev_path)?,
+                        segments[j - 1],
+                        &prev_path,
+                    )?;
+                    Some(Predecessor {
+                        header_epoch: ph.epoch,
+                        seal: None,
+                    })
+                }
+            };
+            let pos = Position {
+                id: segments[j],
+                is_final: true,
+                prev,
+            };
+            let h = match rules::judge_header(&map, &pos, &path)? {
+                Birth::Born(h) => h,
+                // Replaced by resume, which walks its predecessor again.
+                Birth::Unborn(_) if j > 0 => {
+                    j -= 1;
+                    continue;
+                }
+                Birth::Unborn(_) => return Ok(j),
+            };
             if !h.predecessor_unsynced || j == 0 {
                 judge_final(&map, &h, &path)?;
                 return Ok(j);
