@@ -375,17 +375,50 @@ fn damage_below_the_durable_point_in_the_final_segment_stops_there() {
 }
 
 #[test]
-fn damage_to_the_last_frame_reads_as_a_torn_tail() {
-    // FORMAT.md, "Known limits": no later frame proves the last one durable,
-    // so replay (and salvage) end the log before it, as after a crash.
+fn damage_to_the_last_frame_before_a_clean_close_is_proven_durable() {
+    // `close` writes a marker proving every frame before it durable: the
+    // last frame's damage is not a torn write.
     let src = memory_source();
     let last = src.last_id();
     let (seg, off) = src.frame_of(last);
     rewrite(&*src.dir, &seg_path(seg), |b| b[off + 32] ^= 1);
 
     let r = salvage_and_check(&src, last - 1);
+    assert!(!r.clean, "{r}");
+    assert!(matches!(
+        *r.stop.as_ref().unwrap().error,
+        Error::Corrupt {
+            kind: CorruptKind::BelowDurablePoint { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn damage_to_the_last_frame_without_a_close_reads_as_a_torn_tail() {
+    // FORMAT.md, "Known limits": without the close marker no later frame
+    // proves the last one durable, so replay (and salvage) end the log
+    // before it, as after a crash.
+    let src = memory_source();
+    let last = src.last_id();
+    let (seg, off) = src.frame_of(last);
+    // The close marker, the frame after the last entry, never landed.
+    rewrite(&*src.dir, &seg_path(seg), |b| {
+        let marker = off + 32 + frame_payload_end(b, off);
+        b[marker..marker + 32].fill(0);
+    });
+    rewrite(&*src.dir, &seg_path(seg), |b| b[off + 32] ^= 1);
+
+    let r = salvage_and_check(&src, last - 1);
     assert!(r.clean && r.torn_tail, "{r}");
     assert!(r.stop.is_none() && r.dropped.is_empty() && r.lost.is_none());
+}
+
+/// Bytes from the end of the frame header at `off` to the end of its frame
+/// (payload and padding): where the next frame starts, minus 32.
+fn frame_payload_end(b: &[u8], off: usize) -> usize {
+    let len = u32::from_le_bytes(b[off + 4..off + 8].try_into().unwrap()) as usize;
+    (32 + len).next_multiple_of(16) - 32
 }
 
 #[test]

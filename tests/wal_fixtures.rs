@@ -84,6 +84,15 @@ fn finish(wal: Wal, root: &Path) {
     pin_birth_times(root);
 }
 
+/// [`finish`] for a writer that synced and stopped without `close` (no close
+/// marker after the last frame).
+fn finish_synced(wal: Wal, root: &Path) {
+    wal.sync().unwrap();
+    drop(wal);
+    fs::remove_file(root.join(WAL_DIR).join("LOCK")).unwrap();
+    pin_birth_times(root);
+}
+
 /// A fixed birth time for every segment and pooled file, so the fixtures
 /// regenerate byte-identical (the writer stores the wall clock).
 const FIXTURE_BIRTH_MS: u64 = 1_700_000_000_000;
@@ -126,7 +135,8 @@ fn gen_torn_tail(root: &Path) {
     append_varied(&wal, "torn", 59);
     wal.append(&payload("torn", 60, 700)).unwrap();
     assert_eq!(wal.active_segment().get(), 2);
-    finish(wal, root);
+    // A crash, not a clean close: no marker proves the last frame durable.
+    finish_synced(wal, root);
     let path = root.join(seg(2));
     let mut bytes = fs::read(&path).unwrap();
     let at = frame_offset(&bytes, 60);
@@ -190,7 +200,9 @@ fn gen_stale_recycled(root: &Path) {
         append(&wal, "life2");
     }
     assert_eq!(wal.truncate_prefix(EntryId::new(seg2_last)).unwrap(), 1);
-    finish(wal, root);
+    // Stopped without `close`, so the stale frame planted below sits right
+    // at the tail.
+    finish_synced(wal, root);
     fs::remove_file(root.join(format!("{WAL_DIR}/{:020}.free", 2))).unwrap();
 
     let path = root.join(seg(3));

@@ -43,6 +43,30 @@ pub(super) fn write_seal(a: &mut Active, next_id: u64, durable: u64) -> Result<u
     Ok(a.write_off + FRAME_HEADER_LEN)
 }
 
+/// Writes a resume marker of `epoch` for entry `next` at the tail of `a`,
+/// with a zero slot after it, and makes both durable. Called by
+/// [`Wal::close`](super::Wal::close) once every entry is durable, so the
+/// marker's durable lag of zero is true: it proves every frame before it
+/// durable, which lets the next resume skip writing them again.
+pub(super) fn write_close_marker(a: &mut Active, next: u64, epoch: u64) -> Result<()> {
+    let marker = FrameHeader {
+        len: 0,
+        kind: KIND_RESUME,
+        entry: EntryId(next),
+        epoch,
+        durable_lag: durable_lag(next, next - 1),
+    };
+    let at = a.write_off;
+    a.region.write_at(at as u64, &marker.encode(&[]))?;
+    a.region
+        .write_at((at + FRAME_HEADER_LEN) as u64, &ZERO_SLOT)?;
+    a.flusher
+        .flush_range(at as u64, 2 * FRAME_HEADER_LEN as u64)?;
+    a.write_off = at + FRAME_HEADER_LEN;
+    a.epoch = epoch;
+    Ok(())
+}
+
 /// Milliseconds since the Unix epoch: a segment's birth time, stored in its
 /// header so `max_segment_age` counts across reopens.
 pub(super) fn now_ms() -> u64 {
@@ -160,9 +184,11 @@ impl Opener<'_> {
         let wal_dir = &self.opts.dir;
         // IMPORTANT: a writer killed (not crashed) mid-rotation or
         // mid-truncation leaves creates and renames that are visible but not
-        // durable. Make them durable before resuming on top of them, or a
-        // power loss could take away the segment new entries go into.
-        self.dir.sync_dir(wal_dir)?;
+        // durable. Every path below that writes syncs the WAL directory
+        // first (`sync_names`), so a power loss cannot take away the segment
+        // new entries go into; only a log that ends right after a marker
+        // proving everything durable (a clean close) skips it, see
+        // `resume_into`.
         let last = *segments.last().expect("non-empty");
         let path = segment_path(wal_dir, last);
         // Only the predecessor's header is read here (resume must not grow
@@ -201,6 +227,7 @@ impl Opener<'_> {
                             // IMPORTANT: nothing is written before every
                             // verdict is in: the final segment's end too.
                             judge_final(region.bytes(), &h, &path)?;
+                            self.sync_names()?;
                             self.make_durable(&pending)?;
                         }
                         Chain::EndsAt(j) => {
@@ -210,15 +237,11 @@ impl Opener<'_> {
                         }
                     }
                 }
-                let (active, next_id, pool) = self.resume_into(region, &h, &path, pool)?;
-                Ok(Resumed {
-                    active,
-                    next_id,
-                    pool,
-                })
+                self.resume_into(region, &h, &path, pool)
             }
             Birth::Unborn(_) => {
                 drop(region);
+                self.sync_names()?;
                 // The log ends at the previous segment's seal (or is empty).
                 let (first, epoch) = match segments.len() {
                     1 => (self.opts.first_entry, 0),
@@ -253,9 +276,17 @@ impl Opener<'_> {
                     active: self.create(last, first, epoch, None, false)?,
                     next_id: first,
                     pool,
+                    clean: false,
                 })
             }
         }
+    }
+
+    /// Makes the WAL directory's names durable before resume writes
+    /// anything: a writer killed mid-rotation or mid-truncation leaves
+    /// creates and renames that are visible but not durable.
+    fn sync_names(&self) -> Result<()> {
+        self.dir.sync_dir(&self.opts.dir)
     }
 
     /// Walks back from the final segment (header `last`) through the
@@ -425,6 +456,7 @@ impl Opener<'_> {
         pool: Vec<SegmentId>,
     ) -> Result<Resumed> {
         let wal_dir = &self.opts.dir;
+        self.sync_names()?;
         // Newest first, each removal durable before the next: a crash
         // part-way leaves the segments consecutive, in the same @D2 shape.
         for &id in segments[j + 1..].iter().rev() {
@@ -462,7 +494,7 @@ impl Opener<'_> {
         h: &SegmentHeader,
         path: &str,
         mut pool: Vec<SegmentId>,
-    ) -> Result<(Active, u64, Vec<SegmentId>)> {
+    ) -> Result<Resumed> {
         // IMPORTANT: bytes found here are only what the page cache says. If a
         // barrier over them failed (in this process, or in another since
         // boot), their pages were left clean but never written, and no later
@@ -493,13 +525,19 @@ impl Opener<'_> {
                     let seal_end = c.off + FRAME_HEADER_LEN;
                     let proven = proven.max(c.marker_watermark);
                     let from = first_entry_above(region.bytes(), proven, c.off);
+                    self.sync_names()?;
                     region.write_at(0, &header)?;
                     rewrite_marker(&mut *region, &c)?;
                     rewrite(&mut *region, from, seal_end)?;
                     region.flush_range(0, seal_end as u64)?;
                     let recycled = self.take_recyclable(&mut pool);
                     let a = self.create(SegmentId(id), next.0, epoch, recycled, false)?;
-                    return Ok((a, next.0, pool));
+                    return Ok(Resumed {
+                        active: a,
+                        next_id: next.0,
+                        pool,
+                        clean: false,
+                    });
                 }
                 Ok(Step::End(end)) => break end,
                 Err(d) => return Err(Error::corrupt(path, d.offset, d.kind)),
@@ -511,7 +549,40 @@ impl Opener<'_> {
         proven = proven.max(c.marker_watermark);
         // Damage, a later epoch, or evidence that the end was durable refuse
         // the open; a torn or clean end is fenced off below.
-        rules::judge_end(region.bytes(), &c, end, true, path)?;
+        let verdict = rules::judge_end(region.bytes(), &c, end, true, path)?;
+        // The new epoch: above every epoch already in this segment, see below.
+        let floor = c.epoch.max(self.pool_epoch);
+        let floor = max_epoch_from(region.bytes(), c.off, floor);
+        let epoch = successor(floor, path, EPOCH_AT, EPOCH_RANGE)?;
+        let clean_end = verdict == rules::EndVerdict::Clean;
+        if let Some(m) = clean_close(&c, h, region.len() as usize).filter(|_| clean_end) {
+            // IMPORTANT: the walk ended cleanly right after a resume marker
+            // whose durable lag proves every frame before it durable (a
+            // clean close, or an open whose appends never landed): nothing
+            // needs writing again, and no name is new. The new marker
+            // *replaces* it, so whatever a crash keeps at that offset (the
+            // old marker, the new one, or what preceded the old one) is a
+            // clean end; what lies after it is older than the new epoch, as
+            // the bytes after any resume marker are: one barrier, over one
+            // frame. (A torn end takes the path below, which writes the
+            // marker over the torn frame.)
+            let marker = FrameHeader {
+                len: 0,
+                kind: KIND_RESUME,
+                entry: EntryId(c.next),
+                epoch,
+                durable_lag: durable_lag(c.next, c.next - 1),
+            };
+            region.write_at(m as u64, &marker.encode(&[]))?;
+            region.flush_range(m as u64, FRAME_HEADER_LEN as u64)?;
+            return Ok(Resumed {
+                active: active(region, *h, epoch, c.off),
+                next_id: c.next,
+                pool,
+                clean: true,
+            });
+        }
+        self.sync_names()?;
         region.write_at(0, &header)?;
         rewrite_marker(&mut *region, &c)?;
         let from = first_entry_above(region.bytes(), proven, c.off);
@@ -531,9 +602,6 @@ impl Opener<'_> {
         // it are dead.
         // IMPORTANT: above every epoch already in this segment, not just the
         // tail's: leftovers after the tail must never match the new epoch.
-        let floor = c.epoch.max(self.pool_epoch);
-        let floor = max_epoch_from(region.bytes(), c.off, floor);
-        let epoch = successor(floor, path, EPOCH_AT, EPOCH_RANGE)?;
         let marker = FrameHeader {
             len: 0,
             kind: KIND_RESUME,
@@ -548,13 +616,23 @@ impl Opener<'_> {
             seal(&mut a, c.next, c.next - 1)?;
             let recycled = self.take_recyclable(&mut pool);
             let a = self.create(SegmentId(id), c.next, epoch, recycled, false)?;
-            return Ok((a, c.next, pool));
+            return Ok(Resumed {
+                active: a,
+                next_id: c.next,
+                pool,
+                clean: false,
+            });
         }
         region.write_at(c.off as u64, &marker.encode(&[]))?;
         let tail = c.off + FRAME_HEADER_LEN;
         region.write_at(tail as u64, &ZERO_SLOT)?;
         region.flush_range(c.off as u64, 2 * FRAME_HEADER_LEN as u64)?;
-        Ok((active(region, *h, epoch, tail), c.next, pool))
+        Ok(Resumed {
+            active: active(region, *h, epoch, tail),
+            next_id: c.next,
+            pool,
+            clean: false,
+        })
     }
 }
 
@@ -574,11 +652,25 @@ fn judge_final(buf: &[u8], h: &SegmentHeader, path: &str) -> Result<()> {
 }
 
 /// What resume found: the active segment, the next entry id and the
-/// recycle pool.
+/// recycle pool; `clean`: the log ended right after a marker proving it all
+/// durable, and nothing but the new marker was written.
 pub(super) struct Resumed {
     pub(super) active: Active,
     pub(super) next_id: u64,
     pub(super) pool: Vec<SegmentId>,
+    pub(super) clean: bool,
+}
+
+/// Where the walk `c` of the final segment (header `h`, `len` bytes) ended
+/// right after a resume marker that proves every entry before it durable,
+/// with room for another frame and a seal after it: the offset of that
+/// marker. A clean close leaves this shape, and so does an open that
+/// appended nothing; resume then only replaces the marker.
+fn clean_close(c: &Cursor, h: &SegmentHeader, len: usize) -> Option<usize> {
+    let m = c.last_marker?;
+    let proves_all = c.marker_watermark.saturating_add(1) >= c.next;
+    let room = c.off + FRAME_HEADER_LEN + SEAL_RESERVE <= len;
+    (m + FRAME_HEADER_LEN == c.off && proves_all && room && !h.predecessor_unsynced).then_some(m)
 }
 
 /// What [`Opener::check_deferred`] found.

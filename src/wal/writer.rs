@@ -21,8 +21,8 @@ use super::options::{segment_capacity, SyncPolicy, WalOptions};
 use super::prefault::{self, Prefaulter};
 use super::rules::{self, pool_path, segment_path, Listing};
 use super::segment_files::{
-    now_ms, successor, write_seal, Opener, Resumed, EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT,
-    SEGMENT_ID_RANGE,
+    now_ms, successor, write_close_marker, write_seal, Opener, Resumed, EPOCH_AT, EPOCH_RANGE,
+    SEGMENT_ID_AT, SEGMENT_ID_RANGE,
 };
 use super::{EntryId, SegmentId};
 use crate::directory::path::join;
@@ -119,25 +119,19 @@ impl Wal {
     ///
     /// Resume scans only the last segment: it finds the tail, fences off any
     /// leftover bytes after it with a resume marker (so they can never be
-    /// replayed), and makes everything before it durable.
+    /// replayed), and makes everything before it durable. After a
+    /// [`close`](Wal::close) that is a single one-frame barrier.
     pub fn open(dir: Arc<dyn Directory>, opts: WalOptions) -> Result<Wal> {
         let max_entry = opts.validate()?;
         let wal_dir = opts.dir.clone();
         crate::directory::path::check_dir(&wal_dir)?;
-        if !wal_dir.is_empty() {
-            if !dir.exists(&wal_dir)? {
-                if !opts.create_if_missing {
-                    return Err(Error::NotFound {
-                        path: wal_dir.into(),
-                    });
-                }
-                dir.create_dir_all(&wal_dir)?;
+        if !wal_dir.is_empty() && !dir.exists(&wal_dir)? {
+            if !opts.create_if_missing {
+                return Err(Error::NotFound {
+                    path: wal_dir.into(),
+                });
             }
-            // IMPORTANT: the WAL directory's own entry must be durable before
-            // any segment inside it is relied on -- also when it already
-            // exists: a writer killed between creating it and this sync left
-            // a name that a power loss can still take away.
-            sync_parents(&*dir, &wal_dir)?;
+            dir.create_dir_all(&wal_dir)?;
         }
         let lock = dir.lock(&join(&wal_dir, LOCK_NAME))?;
         let Listing { segments, pool } = rules::list_wal(&*dir, &wal_dir)?;
@@ -173,6 +167,7 @@ impl Wal {
             active,
             next_id,
             pool,
+            clean,
         } = match segments.last() {
             None => Resumed {
                 active: opener.create(
@@ -184,9 +179,20 @@ impl Wal {
                 )?,
                 next_id: opts.first_entry,
                 pool,
+                clean: false,
             },
             Some(_) => opener.resume(&segments, pool)?,
         };
+        // IMPORTANT: the WAL directory's own entry must be durable before
+        // anything appended inside it is acknowledged -- also when it
+        // already exists: a writer killed between creating it and this sync
+        // left a name that a power loss can still take away. A clean resume
+        // found a log whose previous writer did this sync at its own open
+        // and closed cleanly; nothing written before this line is
+        // acknowledged, and nothing is acknowledged before open returns.
+        if !wal_dir.is_empty() && !clean {
+            sync_parents(&*dir, &wal_dir)?;
+        }
         let durable = next_id - 1;
         let spin = opts.commit_spin;
         let prefaulter = opts.prefault.then(Prefaulter::start).flatten();
@@ -285,9 +291,25 @@ impl Wal {
         self.sync_to(EntryId(last))
     }
 
-    /// Syncs and closes the WAL.
+    /// Syncs and closes the WAL. After the barrier it writes a resume
+    /// marker at the tail and makes it durable: its durable lag says every
+    /// entry before it is durable, so the next [`Wal::open`] has nothing to
+    /// write again and resumes with a single one-page barrier (`FORMAT.md`,
+    /// "Resume"). Dropping a `Wal` without `close` leaves that work to the
+    /// next open.
     pub fn close(self) -> Result<()> {
-        self.sync()
+        self.sync()?;
+        let mut st = self.lock_state();
+        self.commit.check()?;
+        let next = st.next_id;
+        let a = &mut st.active;
+        if a.write_off + 2 * FRAME_HEADER_LEN + SEAL_RESERVE > a.region.len() as usize {
+            // No room: the next open seals here and rotates, as it would.
+            return Ok(());
+        }
+        let path = segment_path(&self.opts.dir, a.id);
+        let epoch = successor(a.epoch, &path, EPOCH_AT, EPOCH_RANGE)?;
+        write_close_marker(a, next, epoch).map_err(|e| self.fail(e))
     }
 
     /// Id the next appended entry will get.
