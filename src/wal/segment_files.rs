@@ -43,6 +43,27 @@ pub(super) fn write_seal(a: &mut Active, next_id: u64, durable: u64) -> Result<u
     Ok(a.write_off + FRAME_HEADER_LEN)
 }
 
+/// Writes the resume marker a clean resume left for the first append
+/// ([`Active::session_marker`]): the session's epoch, for entry `next`, over
+/// the marker that ended the log, and makes it durable before any frame of
+/// the session is written after it.
+pub(super) fn write_session_marker(a: &mut Active, next: u64) -> Result<()> {
+    let Some(m) = a.session_marker else {
+        return Ok(());
+    };
+    let marker = FrameHeader {
+        len: 0,
+        kind: KIND_RESUME,
+        entry: EntryId(next),
+        epoch: a.epoch,
+        durable_lag: durable_lag(next, next - 1),
+    };
+    a.region.write_at(m as u64, &marker.encode(&[]))?;
+    a.flusher.flush_range(m as u64, FRAME_HEADER_LEN as u64)?;
+    a.session_marker = None;
+    Ok(())
+}
+
 /// Writes a resume marker of `epoch` for entry `next` at the tail of `a`,
 /// with a zero slot after it, and makes both durable. Called by
 /// [`Wal::close`](super::Wal::close) once every entry is durable, so the
@@ -559,24 +580,19 @@ impl Opener<'_> {
             // IMPORTANT: the walk ended cleanly right after a resume marker
             // whose durable lag proves every frame before it durable (a
             // clean close, or an open whose appends never landed): nothing
-            // needs writing again, and no name is new. The new marker
-            // *replaces* it, so whatever a crash keeps at that offset (the
-            // old marker, the new one, or what preceded the old one) is a
-            // clean end; what lies after it is older than the new epoch, as
-            // the bytes after any resume marker are: one barrier, over one
-            // frame. (A torn end takes the path below, which writes the
-            // marker over the torn frame.)
-            let marker = FrameHeader {
-                len: 0,
-                kind: KIND_RESUME,
-                entry: EntryId(c.next),
-                epoch,
-                durable_lag: durable_lag(c.next, c.next - 1),
-            };
-            region.write_at(m as u64, &marker.encode(&[]))?;
-            region.flush_range(m as u64, FRAME_HEADER_LEN as u64)?;
+            // needs writing again, and no name is new. The session's marker
+            // will *replace* it, so whatever a crash keeps at that offset
+            // (the old marker, the new one, or what preceded the old one) is
+            // a clean end; what lies after it is older than the new epoch, as
+            // the bytes after any resume marker are. It is written, and made
+            // durable, by the first append (`write_session_marker`): until
+            // then the folder is exactly as the last writer left it. (A torn
+            // end takes the path below, which writes the marker over the
+            // torn frame at once.)
+            let mut a = active(region, *h, epoch, c.off);
+            a.session_marker = Some(m);
             return Ok(Resumed {
-                active: active(region, *h, epoch, c.off),
+                active: a,
                 next_id: c.next,
                 pool,
                 clean: true,
@@ -763,6 +779,7 @@ fn active(region: Box<dyn Region>, header: SegmentHeader, epoch: u64, off: usize
         synced_off: off,
         prewritten_off: None,
         prefault_want: 0,
+        session_marker: None,
         // A header from before birth times were stored: count from now.
         created_ms: if header.created_ms == 0 {
             now_ms()

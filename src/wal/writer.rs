@@ -21,8 +21,8 @@ use super::options::{segment_capacity, SyncPolicy, WalOptions};
 use super::prefault::{self, Prefaulter};
 use super::rules::{self, pool_path, segment_path, Listing};
 use super::segment_files::{
-    now_ms, successor, write_close_marker, write_seal, Opener, Resumed, EPOCH_AT, EPOCH_RANGE,
-    SEGMENT_ID_AT, SEGMENT_ID_RANGE,
+    now_ms, successor, write_close_marker, write_seal, write_session_marker, Opener, Resumed,
+    EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT, SEGMENT_ID_RANGE,
 };
 use super::{EntryId, SegmentId};
 use crate::directory::path::join;
@@ -97,6 +97,10 @@ pub(super) struct Active {
     /// The segment's header as written (rewritten when a barrier clears
     /// [`SegmentHeader::predecessor_unsynced`]).
     pub(super) header: SegmentHeader,
+    /// After a clean resume: the offset of the marker that ended the log,
+    /// which the session's own resume marker replaces before the first
+    /// frame is written (`FORMAT.md`, "Resume").
+    pub(super) session_marker: Option<usize>,
 }
 
 /// A sealed segment whose last frames (and seal) a deferred rotation left
@@ -120,7 +124,9 @@ impl Wal {
     /// Resume scans only the last segment: it finds the tail, fences off any
     /// leftover bytes after it with a resume marker (so they can never be
     /// replayed), and makes everything before it durable. After a
-    /// [`close`](Wal::close) that is a single one-frame barrier.
+    /// [`close`](Wal::close) it writes nothing and syncs nothing: the first
+    /// append makes the session's marker durable instead (one barrier over
+    /// one frame).
     pub fn open(dir: Arc<dyn Directory>, opts: WalOptions) -> Result<Wal> {
         let max_entry = opts.validate()?;
         let wal_dir = opts.dir.clone();
@@ -293,9 +299,8 @@ impl Wal {
 
     /// Syncs and closes the WAL. After the barrier it writes a resume
     /// marker at the tail and makes it durable: its durable lag says every
-    /// entry before it is durable, so the next [`Wal::open`] has nothing to
-    /// write again and resumes with a single one-page barrier (`FORMAT.md`,
-    /// "Resume"). Dropping a `Wal` without `close` leaves that work to the
+    /// entry before it is durable, so the next [`Wal::open`] writes and
+    /// syncs nothing (`FORMAT.md`, "Resume"). Dropping a `Wal` without `close` leaves that work to the
     /// next open.
     pub fn close(self) -> Result<()> {
         self.sync()?;
@@ -303,6 +308,11 @@ impl Wal {
         self.commit.check()?;
         let next = st.next_id;
         let a = &mut st.active;
+        if a.session_marker.is_some() {
+            // Nothing appended since a clean resume: the marker that ended
+            // the log still proves everything before it durable.
+            return Ok(());
+        }
         if a.write_off + 2 * FRAME_HEADER_LEN + SEAL_RESERVE > a.region.len() as usize {
             // No room: the next open seals here and rotates, as it would.
             return Ok(());
@@ -502,6 +512,9 @@ impl Wal {
         }
         let mut st = self.lock_state();
         self.commit.check()?;
+        if st.active.session_marker.is_some() {
+            self.start_session(&mut st)?;
+        }
         // Ids can come from disk: the last one appended must have a
         // successor (an entry with the largest id is corrupt to the reader).
         if st.next_id.checked_add(payloads.len() as u64).is_none() {
@@ -630,6 +643,19 @@ impl Wal {
             to: new_id,
             recycled: recycled.is_some(),
         });
+        Ok(())
+    }
+
+    /// The first append after a clean resume: writes the session's resume
+    /// marker over the one that ended the log and makes it durable (a
+    /// barrier) before any frame follows it.
+    #[cold]
+    fn start_session(&self, st: &mut State) -> Result<()> {
+        let _barrier = self.commit.barrier();
+        self.commit.check()?;
+        let next = st.next_id;
+        write_session_marker(&mut st.active, next).map_err(|e| self.fail(e))?;
+        Counters::add(&self.counters.syncs, 1);
         Ok(())
     }
 
