@@ -4,14 +4,12 @@
 
 mod wal_common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use wal_common::*;
 use zerodur::wal::{EntryId, ReadMode, Wal, WalOptions};
 use zerodur::{
-    AtomicFile, CorruptKind, CrashPolicy, DirLock, Directory, Error, Fault, FsDirectory,
-    MemoryDirectory, OpKind, ReadMap, Region, Result, WritableFile,
+    CorruptKind, CrashPolicy, Directory, Error, Fault, FsDirectory, MemoryDirectory, OpKind, Result,
 };
 
 const SEG_8K: u64 = 8 * 1024;
@@ -644,82 +642,6 @@ fn sync_after_a_failed_barrier_never_reports_success() {
 // ---------------------------------------------------------------------------
 // 10. Resume decoding the whole WAL
 
-/// Counts the calls that read file contents.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn Directory>,
-    reads: AtomicU64,
-}
-
-impl Counting {
-    fn count(&self) {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Directory for Counting {
-    fn create_dir_all(&self, path: &str) -> Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn exists(&self, path: &str) -> Result<bool> {
-        self.inner.exists(path)
-    }
-    fn list(&self, dir: &str) -> Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn len(&self, path: &str) -> Result<u64> {
-        self.count();
-        self.inner.len(path)
-    }
-    fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.count();
-        self.inner.read(path)
-    }
-    fn map_read(&self, path: &str) -> Result<ReadMap> {
-        self.count();
-        self.inner.map_read(path)
-    }
-    fn create(&self, path: &str) -> Result<Box<dyn WritableFile>> {
-        self.inner.create(path)
-    }
-    fn open_append(&self, path: &str) -> Result<Box<dyn WritableFile>> {
-        self.count();
-        self.inner.open_append(path)
-    }
-    fn truncate(&self, path: &str, len: u64) -> Result<()> {
-        self.inner.truncate(path, len)
-    }
-    fn sync_file(&self, path: &str) -> Result<()> {
-        self.inner.sync_file(path)
-    }
-    fn sync_dir(&self, dir: &str) -> Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove(&self, path: &str) -> Result<()> {
-        self.inner.remove(path)
-    }
-    fn create_region(&self, path: &str, len: u64) -> Result<Box<dyn Region>> {
-        self.inner.create_region(path, len)
-    }
-    fn open_region(&self, path: &str) -> Result<Box<dyn Region>> {
-        self.count();
-        self.inner.open_region(path)
-    }
-    fn lock(&self, path: &str) -> Result<DirLock> {
-        self.inner.lock(path)
-    }
-    fn atomic_write_with(
-        &self,
-        path: &str,
-        write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
-    ) -> Result<()> {
-        self.inner.atomic_write_with(path, write)
-    }
-}
-
 #[test]
 fn resume_reads_the_same_number_of_files_whatever_the_number_of_sealed_segments() {
     let o = opts(SEG_8K, 0);
@@ -738,13 +660,10 @@ fn resume_reads_the_same_number_of_files_whatever_the_number_of_sealed_segments(
         }
         w.close().unwrap();
         assert_eq!(segment_ids(&*dir).len() as u64, sealed + 1);
-        let counting = Arc::new(Counting {
-            inner: dir,
-            reads: AtomicU64::new(0),
-        });
+        let counting = Counting::new(dir);
         let w = Wal::open(counting.clone(), o.clone()).unwrap();
         assert_eq!(w.next_entry_id().get(), sealed + 4);
-        counts.push(counting.reads.load(Ordering::Relaxed));
+        counts.push(counting.reads());
     }
     assert_eq!(
         counts[0], counts[1],

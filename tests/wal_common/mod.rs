@@ -6,6 +6,7 @@
 //! - [`enumerate`]: crash a workload after every operation `k` on a
 //!   [`MemoryDirectory`], take the crash image under every policy of
 //!   [`policies`], recover and check the oracles;
+//! - [`Counting`]: a directory wrapper counting the reads an operation makes;
 //! - a small test-side mirror of the on-disk format (FORMAT: `src/wal/format.rs`)
 //!   to assert layouts and to craft damage.
 //!
@@ -15,11 +16,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use zerodur::wal::{EntryId, ReadMode, ReplaySummary, Wal, WalOptions, WalReader};
-use zerodur::{CorruptKind, CrashPolicy, Directory, Error, MemoryDirectory, Result};
+use zerodur::{
+    AtomicFile, CorruptKind, CrashPolicy, DirLock, Directory, Error, MemoryDirectory, ReadMap,
+    Region, Result, WritableFile,
+};
 
 /// The WAL's subdirectory in every test.
 pub const WAL_DIR: &str = "wal";
@@ -698,6 +702,104 @@ pub fn report(test: &str, parts: &[(String, Tally, Duration)], started: Instant)
         started.elapsed()
     );
     total
+}
+
+// ---------------------------------------------------------------------------
+// A directory that counts reads
+
+/// A [`Directory`] that counts (and records the paths of) the calls that
+/// read file contents: how much of a WAL an operation reads.
+#[derive(Debug)]
+pub struct Counting {
+    inner: Arc<dyn Directory>,
+    read_paths: Mutex<Vec<String>>,
+}
+
+impl Counting {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Directory>) -> Arc<Counting> {
+        Arc::new(Counting {
+            inner,
+            read_paths: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Reads so far.
+    pub fn reads(&self) -> u64 {
+        self.read_paths.lock().unwrap().len() as u64
+    }
+
+    /// The path of every read so far, in order.
+    pub fn read_paths(&self) -> Vec<String> {
+        self.read_paths.lock().unwrap().clone()
+    }
+
+    fn count(&self, path: &str) {
+        self.read_paths.lock().unwrap().push(path.to_owned());
+    }
+}
+
+impl Directory for Counting {
+    fn create_dir_all(&self, path: &str) -> Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn exists(&self, path: &str) -> Result<bool> {
+        self.inner.exists(path)
+    }
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn len(&self, path: &str) -> Result<u64> {
+        self.count(path);
+        self.inner.len(path)
+    }
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.count(path);
+        self.inner.read(path)
+    }
+    fn map_read(&self, path: &str) -> Result<ReadMap> {
+        self.count(path);
+        self.inner.map_read(path)
+    }
+    fn create(&self, path: &str) -> Result<Box<dyn WritableFile>> {
+        self.inner.create(path)
+    }
+    fn open_append(&self, path: &str) -> Result<Box<dyn WritableFile>> {
+        self.count(path);
+        self.inner.open_append(path)
+    }
+    fn truncate(&self, path: &str, len: u64) -> Result<()> {
+        self.inner.truncate(path, len)
+    }
+    fn sync_file(&self, path: &str) -> Result<()> {
+        self.inner.sync_file(path)
+    }
+    fn sync_dir(&self, dir: &str) -> Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &str) -> Result<()> {
+        self.inner.remove(path)
+    }
+    fn create_region(&self, path: &str, len: u64) -> Result<Box<dyn Region>> {
+        self.inner.create_region(path, len)
+    }
+    fn open_region(&self, path: &str) -> Result<Box<dyn Region>> {
+        self.count(path);
+        self.inner.open_region(path)
+    }
+    fn lock(&self, path: &str) -> Result<DirLock> {
+        self.inner.lock(path)
+    }
+    fn atomic_write_with(
+        &self,
+        path: &str,
+        write: &mut dyn FnMut(&mut dyn AtomicFile) -> Result<()>,
+    ) -> Result<()> {
+        self.inner.atomic_write_with(path, write)
+    }
 }
 
 // ---------------------------------------------------------------------------
