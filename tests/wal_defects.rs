@@ -980,3 +980,47 @@ fn a_resume_marker_whose_barrier_failed_is_made_durable_by_the_next_resume() {
         Wal::open(img, o.clone()).unwrap_or_else(|e| panic!("{pol:?}: reopen: {e}"));
     }
 }
+
+/// A valid frame of a later epoch past the tail that proves nothing (its id
+/// is below the next one: an earlier life's, or foreign) still raises the
+/// epoch resume starts: the new frames must never share an epoch with it,
+/// whether it lies inside the window searched for proof or beyond it.
+#[test]
+fn resume_starts_an_epoch_above_every_frame_past_the_tail() {
+    const WINDOW: usize = 1 << 20;
+    let seg = 4u64 << 20;
+    let o = opts(seg, 0);
+    for (at, raise) in [(256, 5), (2 * WINDOW, 9), (WINDOW - 64, 3)] {
+        let (_m, dir) = mem_dir();
+        build(&dir, &o, &[40, 40, 40]);
+        let path = seg_path(1);
+        let before = frames_of(&*dir, 1);
+        let tail = before.last().unwrap().end;
+        let epoch = before.last().unwrap().epoch;
+        let first = before[0];
+        edit(&*dir, &path, |b| {
+            let copy = b[first.off..first.end].to_vec();
+            let off = tail + at;
+            b[off..off + copy.len()].copy_from_slice(&copy);
+            b[off + 24..off + 32].copy_from_slice(&(epoch + raise).to_le_bytes());
+            fix_frame_crc(b, off);
+        });
+        let stale = frame_at(&dir.read(&path).unwrap(), tail + at).unwrap();
+        assert_eq!(stale.epoch, epoch + raise);
+        let w = Wal::open(dir.clone(), o.clone()).unwrap();
+        assert_eq!(w.append(b"after").unwrap().get(), 4);
+        w.close().unwrap();
+        let after = frames_of(&*dir, 1);
+        let new = after
+            .iter()
+            .find(|f| f.id == 4 && f.kind == KIND_ENTRY)
+            .unwrap();
+        assert!(
+            new.epoch > epoch + raise,
+            "stale frame {raise} epochs up at tail + {at}: new epoch {} (was {epoch})",
+            new.epoch
+        );
+        let (got, _) = replay(&dir, ReadMode::Strict).unwrap();
+        assert_eq!(got.len(), 4);
+    }
+}

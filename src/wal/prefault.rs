@@ -13,7 +13,8 @@
 //!
 //! # How
 //!
-//! One thread per [`Wal`](super::Wal), started on open, sleeping on a condvar
+//! One thread per [`Wal`](super::Wal), started by the first append (not by open: starting a thread costs
+//! about as much as a clean resume), sleeping on a condvar
 //! between requests. Appends keep a request standing for
 //! [`LEAD_BYTES`] past the tail (checked with one comparison per append; a
 //! new request every [`CHUNK_BYTES`]). The thread populates the range a

@@ -392,6 +392,19 @@ pub(crate) fn judge_end(
     is_final: bool,
     path: &str,
 ) -> Result<EndVerdict> {
+    judge_end_scan(buf, c, end, is_final, path).map(|(verdict, _)| verdict)
+}
+
+/// [`judge_end`], also returning what its search for proof saw (resume
+/// needs the highest epoch past the end, and gets most of it from the same
+/// pass).
+pub(crate) fn judge_end_scan(
+    buf: &[u8],
+    c: &Cursor,
+    end: End,
+    is_final: bool,
+    path: &str,
+) -> Result<(EndVerdict, PastEnd)> {
     let corrupt = |kind| Error::corrupt(path, c.off as u64, kind);
     if end == End::Later {
         return Err(corrupt(CorruptKind::BadFrame("frame from a later epoch")));
@@ -406,15 +419,30 @@ pub(crate) fn judge_end(
         End::Torn(_) => usize::MAX,
         _ => CLEAN_END_EVIDENCE_WINDOW_BYTES,
     };
-    if let Some(q) = durable_evidence(buf, c.off, c.next, c.epoch, window) {
+    let past = scan_past_end(buf, c.off, c.next, c.epoch, window);
+    if let Some(q) = past.evidence {
         return Err(corrupt(CorruptKind::BelowDurablePoint {
             evidence: q as u64,
         }));
     }
-    Ok(match end {
+    let verdict = match end {
         End::Torn(_) => EndVerdict::Torn,
         _ => EndVerdict::Clean,
-    })
+    };
+    Ok((verdict, past))
+}
+
+/// What one pass over the slots after a segment's end found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PastEnd {
+    /// The offset of proof that the end was durable (see
+    /// [`durable_evidence`]); the pass stops there.
+    pub(crate) evidence: Option<usize>,
+    /// The highest epoch of a valid frame in the slots scanned (0 if none).
+    pub(crate) max_epoch: u64,
+    /// The first slot not scanned: the slot at the end itself and those
+    /// from here on were not looked at.
+    pub(crate) scanned_to: usize,
 }
 
 /// Looks past the end at `from` (where entry `next` of `epoch` should have
@@ -431,13 +459,21 @@ pub(crate) fn durable_evidence(
     epoch: u64,
     window: usize,
 ) -> Option<usize> {
+    scan_past_end(buf, from, next, epoch, window).evidence
+}
+
+/// The pass behind [`durable_evidence`]: the slots from `from` + 16 on, at
+/// most `window` bytes past `from`, with the highest epoch seen.
+fn scan_past_end(buf: &[u8], from: usize, next: u64, epoch: u64, window: usize) -> PastEnd {
     let stop = buf
         .len()
         .saturating_sub(FRAME_HEADER_LEN)
         .min(from.saturating_add(window));
+    let mut max_epoch = 0;
     let mut off = from + FRAME_ALIGN;
     while off <= stop {
-        // Cheap filters before the CRC: kind byte and epoch.
+        // Cheap filters before the CRC: kind byte and epoch (a frame below
+        // `epoch` is neither proof nor, for resume, above the tail's epoch).
         if plausible(buf, off) && u64_at(buf, off + FRAME_EPOCH_AT) >= epoch {
             if let Slot::Frame { header, .. } = decode_slot(buf, off) {
                 // A later session's marker (and its frames) continue the
@@ -446,13 +482,22 @@ pub(crate) fn durable_evidence(
                 let proves =
                     header.entry.0 > next && header.durable_watermark().is_some_and(|w| w >= next);
                 if later || proves {
-                    return Some(off);
+                    return PastEnd {
+                        evidence: Some(off),
+                        max_epoch,
+                        scanned_to: off,
+                    };
                 }
+                max_epoch = max_epoch.max(header.epoch);
             }
         }
         off += FRAME_ALIGN;
     }
-    None
+    PastEnd {
+        evidence: None,
+        max_epoch,
+        scanned_to: off,
+    }
 }
 
 // ---------------------------------------------------------------------------

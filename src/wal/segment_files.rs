@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::format::{
-    durable_lag, watermark_at, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, KIND_RESUME,
-    KIND_SEAL, SEAL_RESERVE, SEGMENT_HEADER_LEN, ZERO_SLOT,
+    decode_slot, durable_lag, watermark_at, FrameHeader, SegmentHeader, Slot, FRAME_HEADER_LEN,
+    KIND_RESUME, KIND_SEAL, SEAL_RESERVE, SEGMENT_HEADER_LEN, ZERO_SLOT,
 };
 use super::options::WalOptions;
 use super::rules::{self, pool_path, segment_path, Birth, Position, Predecessor, Unsealed};
@@ -570,10 +570,17 @@ impl Opener<'_> {
         proven = proven.max(c.marker_watermark);
         // Damage, a later epoch, or evidence that the end was durable refuse
         // the open; a torn or clean end is fenced off below.
-        let verdict = rules::judge_end(region.bytes(), &c, end, true, path)?;
-        // The new epoch: above every epoch already in this segment, see below.
-        let floor = c.epoch.max(self.pool_epoch);
-        let floor = max_epoch_from(region.bytes(), c.off, floor);
+        let (verdict, past) = rules::judge_end_scan(region.bytes(), &c, end, true, path)?;
+        // The new epoch: above every epoch already in this segment, see
+        // below. The search for proof saw the frames of the tail's epoch or
+        // later in its window; the slot at the tail and the slots past the
+        // window are read here.
+        let floor = c.epoch.max(self.pool_epoch).max(past.max_epoch);
+        let floor = match decode_slot(region.bytes(), c.off) {
+            Slot::Frame { header, .. } => floor.max(header.epoch),
+            _ => floor,
+        };
+        let floor = max_epoch_from(region.bytes(), past.scanned_to, floor);
         let epoch = successor(floor, path, EPOCH_AT, EPOCH_RANGE)?;
         let clean_end = verdict == rules::EndVerdict::Clean;
         if let Some(m) = clean_close(&c, h, region.len() as usize).filter(|_| clean_end) {
