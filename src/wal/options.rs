@@ -136,8 +136,8 @@ impl WalOptions {
     /// background thread (`MADV_POPULATE_WRITE` on
     /// [`FsDirectory`](crate::FsDirectory)), so appends copy into memory that
     /// is already mapped instead of taking a page fault every 4 KiB. On by
-    /// default; costs one sleeping thread per WAL (started by its first append) and keeps up to
-    /// 18 MiB ahead of the tail in the page cache. Off, appends fault their
+    /// default; costs one sleeping thread per WAL (started by its first
+    /// append) and keeps up to 18 MiB ahead of the tail in the page cache. Off, appends fault their
     /// pages in themselves.
     pub fn prefault(mut self, yes: bool) -> Self {
         self.prefault = yes;

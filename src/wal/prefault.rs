@@ -13,9 +13,9 @@
 //!
 //! # How
 //!
-//! One thread per [`Wal`](super::Wal), started by the first append (not by open: starting a thread costs
-//! about as much as a clean resume), sleeping on a condvar
-//! between requests. Appends keep a request standing for
+//! One thread per [`Wal`](super::Wal), started by its first append (not
+//! by open: starting a thread costs about as much as a clean resume),
+//! sleeping on a condvar between requests. Appends keep a request standing for
 //! [`LEAD_BYTES`] past the tail (checked with one comparison per append; a
 //! new request every [`CHUNK_BYTES`]). The thread populates the range a
 //! chunk at a time with [`RegionFlush::prefault_range`]
