@@ -1,4 +1,5 @@
-//! WAL hot paths: buffered append throughput, durable append latency, replay
+//! WAL hot paths: buffered append throughput (one thread, and several
+//! sharing one WAL), durable append latency, replay
 //! throughput, and resume time against the number of sealed segments.
 //!
 //! Run with `cargo bench --bench wal`. Peer comparisons live in `compare/`.
@@ -104,5 +105,48 @@ fn resume(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, buffered_append, durable_append, replay, resume);
+/// Buffered appends of 100 B from several threads sharing one WAL: each
+/// thread appends its share of the iterations. Throughput is per entry, so
+/// scaling shows as a rising rate with the thread count.
+fn buffered_append_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wal_buffered_append_threads");
+    g.throughput(Throughput::Elements(1));
+    for threads in [1usize, 2, 4] {
+        g.bench_with_input(
+            BenchmarkId::from_parameter(threads),
+            &threads,
+            |b, &threads| {
+                let payload = vec![7u8; 100];
+                b.iter_custom(|iters| {
+                    let (_tmp, dir) = fresh();
+                    let wal = Wal::open(dir, WalOptions::new("wal")).unwrap();
+                    let share = iters.div_ceil(threads as u64);
+                    let t = Instant::now();
+                    std::thread::scope(|s| {
+                        for _ in 0..threads {
+                            s.spawn(|| {
+                                for _ in 0..share {
+                                    black_box(wal.append(&payload).unwrap());
+                                }
+                            });
+                        }
+                    });
+                    let elapsed = t.elapsed();
+                    assert_eq!(wal.next_entry_id().get(), share * threads as u64 + 1);
+                    elapsed
+                });
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    buffered_append,
+    buffered_append_threads,
+    durable_append,
+    replay,
+    resume
+);
 criterion_main!(benches);
