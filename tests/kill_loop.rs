@@ -24,6 +24,9 @@
 //! makes it true has returned (one `write` + flush under a mutex):
 //!
 //! - `@@O <next id>`: `Wal::open` returned;
+//! - `@@B <first> <thread> <seq> <n>`: `append_batch` returned ids
+//!   `first..first + n` for seqs `seq..seq + n` (not acknowledged: the
+//!   batch must replay all or none, and as these entries);
 //! - `@@A <id> <thread> <seq> <len>`: entry `id` is acknowledged durable;
 //! - `@@t <upto>`: `truncate_prefix(upto)` is about to be called: from now
 //!   on entries `<= upto` may be gone (a call in flight when the kill lands
@@ -47,8 +50,9 @@
 //!    is read again in [`ReadMode::BestEffort`], which must not fail;
 //! 2. every replayed entry must be a well-formed payload, byte-exact; ids
 //!    must be consecutive; every acknowledged entry above the highest
-//!    reported truncation point must be there with the reported identity;
-//!    the log must not start above that point nor end below the last
+//!    announced truncation point must be there with the reported identity;
+//!    each batch of the last child must be there whole or not at all; the
+//!    log must not start above the truncation point nor end below the last
 //!    acknowledged id;
 //! 3. every few cycles (every cycle for the fresh-directory variant), the
 //!    parent resumes the log with `Wal::open`, appends one entry durably
@@ -272,6 +276,8 @@ fn child_side() {
                         .append_batch(&refs)
                         .unwrap_or_else(|e| rep.fail("append_batch", &e))
                         .expect("a non-empty batch");
+                    // Not acknowledged yet: it must replay all or none.
+                    rep.line(&format!("@@B {} {} {} {n}", first, thread, whos[0].seq));
                     wal.sync().unwrap_or_else(|e| rep.fail("sync", &e));
                     for (i, w) in whos.iter().enumerate() {
                         rep.line(&format!(
@@ -295,11 +301,14 @@ fn child_side() {
     // Maintenance: truncate a little below the durable point now and then.
     let mut rng = Rng::new(u64::from(cycle) << 8 | 0xFF);
     loop {
-        std::thread::sleep(Duration::from_micros(500 + rng.below(3_000)));
+        std::thread::sleep(Duration::from_micros(1_000 + rng.below(6_000)));
         let Some(durable) = wal.durable_entry_id() else {
             continue;
         };
-        let upto = durable.get().saturating_sub(rng.below(400));
+        // Mostly close behind the durable point; sometimes far behind, so
+        // the log spans more segments and the pool overflows.
+        let behind = if rng.below(4) == 0 { 3_000 } else { 400 };
+        let upto = durable.get().saturating_sub(rng.below(behind));
         if upto == 0 {
             continue;
         }
@@ -320,6 +329,7 @@ fn child_side() {
 struct Reports {
     opened: bool,
     acked: Vec<(u64, Ident)>,
+    batches: Vec<(u64, Batch)>,
     /// The highest truncation point announced (a call may be in flight).
     truncated: Option<u64>,
     /// Truncations that returned.
@@ -355,6 +365,19 @@ fn parse_reports(out: &[u8], cycle: u32) -> Reports {
                         thread,
                         seq,
                         len,
+                    },
+                ));
+            }
+            "B" => {
+                let first = num();
+                let (thread, seq, n) = (num() as u32, num(), num());
+                r.batches.push((
+                    first,
+                    Batch {
+                        cycle,
+                        thread,
+                        seq,
+                        n,
                     },
                 ));
             }
@@ -421,8 +444,20 @@ fn run_child(test: &str, dir: &Path, cycle: u32, delay: Duration, seed: u64) -> 
     reports
 }
 
+/// A batch appended by `thread` of `cycle`: seqs `seq..seq + n`.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    cycle: u32,
+    thread: u32,
+    seq: u64,
+    n: u64,
+}
+
 /// What the parent knows must be in the log.
 struct Expected {
+    /// Batches the last child appended, by first id: each must replay all
+    /// or none (acknowledged or not).
+    batches: BTreeMap<u64, Batch>,
     /// Acknowledged entries at or above `floor`.
     acked: BTreeMap<u64, Ident>,
     /// Entries below this id may have been truncated away.
@@ -434,6 +469,7 @@ struct Expected {
 impl Expected {
     fn new() -> Expected {
         Expected {
+            batches: BTreeMap::new(),
             acked: BTreeMap::new(),
             floor: 1,
             max_acked: 0,
@@ -458,6 +494,8 @@ impl Expected {
 /// The outcome of checking the log against what was acknowledged.
 struct Checked {
     entries: u64,
+    /// The highest live segment id (how many rotations the log has seen).
+    last_segment: u64,
     torn_tail: bool,
 }
 
@@ -477,16 +515,19 @@ fn check_log(
             )),
             None => Ok(Checked {
                 entries: 0,
+                last_segment: 0,
                 torn_tail: false,
             }),
         });
     }
     let dir: Arc<dyn Directory> = FsDirectory::arc(root)?;
     let reader = WalReader::open(dir, WAL_DIR, mode)?;
+    let last_segment = reader.segment_ids().last().map_or(0, |s| s.get());
     let mut problems: Vec<String> = Vec::new();
     let mut prev: Option<u64> = None;
     let mut first: Option<u64> = None;
     let mut wanted = exp.acked.iter().peekable();
+    let mut batch_seen: BTreeMap<u64, u64> = BTreeMap::new();
     let summary: ReplaySummary = reader.replay(None, |id, bytes| {
         let id = id.get();
         first.get_or_insert(id);
@@ -507,6 +548,19 @@ fn check_log(
         match decode(bytes) {
             Err(e) => problems.push(format!("entry {id}: {e}")),
             Ok(got) => {
+                if let Some((&a, b)) = exp.batches.range(..=id).next_back() {
+                    if id < a + b.n {
+                        *batch_seen.entry(a).or_default() += 1;
+                        let want = (b.cycle, b.thread, b.seq + (id - a));
+                        if (got.cycle, got.thread, got.seq) != want {
+                            problems.push(format!(
+                                "entry {id}: holds {got:?}, but batch {a}..={} put (cycle, \
+                                 thread, seq) {want:?} there",
+                                a + b.n - 1
+                            ));
+                        }
+                    }
+                }
                 if let Some((&w, &want)) = wanted.peek() {
                     if w == id {
                         wanted.next();
@@ -530,6 +584,16 @@ fn check_log(
             break;
         }
     }
+    for (&a, b) in &exp.batches {
+        let seen = batch_seen.get(&a).copied().unwrap_or(0);
+        if seen != 0 && seen != b.n {
+            problems.push(format!(
+                "batch {a}..={} ({b:?}): {seen} of its {} entries replayed",
+                a + b.n - 1,
+                b.n
+            ));
+        }
+    }
     let start = first.or(summary.next_entry.map(EntryId::get));
     if let Some(start) = start {
         if start > exp.floor {
@@ -551,6 +615,7 @@ fn check_log(
     if problems.is_empty() {
         return Ok(Ok(Checked {
             entries: summary.entries,
+            last_segment,
             torn_tail: summary.torn_tail,
         }));
     }
@@ -564,10 +629,10 @@ fn check_log(
 
 /// Checks the log after a kill: strict, or best-effort if (and only if)
 /// strict mode refuses a torn tail. Panics on any problem; returns whether
-/// the tail was torn and how many entries the log holds.
-fn check_after_kill(root: &Path, exp: &Expected, ctx: &str) -> (bool, u64) {
+/// the tail was torn, and what the replay saw.
+fn check_after_kill(root: &Path, exp: &Expected, ctx: &str) -> (bool, Checked) {
     match check_log(root, ReadMode::Strict, exp) {
-        Ok(Ok(c)) => (false, c.entries),
+        Ok(Ok(c)) => (false, c),
         Ok(Err(problems)) => panic!("{ctx}: strict replay:\n  {problems}"),
         Err(Error::Corrupt {
             kind: CorruptKind::TornTail,
@@ -578,7 +643,7 @@ fn check_after_kill(root: &Path, exp: &Expected, ctx: &str) -> (bool, u64) {
                     c.torn_tail,
                     "{ctx}: strict saw a torn tail, best-effort not"
                 );
-                (true, c.entries)
+                (true, c)
             }
             Ok(Err(problems)) => panic!("{ctx}: best-effort replay:\n  {problems}"),
             Err(e) => panic!("{ctx}: best-effort replay failed: {e}"),
@@ -671,9 +736,11 @@ struct Tally {
     opened: u64,
     acked: u64,
     truncations: u64,
+    batches: u64,
     torn_tails: u64,
     probes: u64,
     max_entries: u64,
+    max_segment: u64,
 }
 
 /// The kill loop. `fresh`: a new directory per cycle; otherwise one
@@ -719,12 +786,15 @@ fn kill_loop(test: &str, fresh: bool, default_kills: u64) {
             exp.ack(id, who, &ctx);
         }
         t.truncations += r.truncations;
+        t.batches += r.batches.len() as u64;
+        exp.batches = r.batches.iter().copied().collect();
         if let Some(upto) = r.truncated {
             exp.truncated(upto);
         }
-        let (torn, entries) = check_after_kill(&root, &exp, &ctx);
+        let (torn, c) = check_after_kill(&root, &exp, &ctx);
         t.torn_tails += u64::from(torn);
-        t.max_entries = t.max_entries.max(entries);
+        t.max_entries = t.max_entries.max(c.entries);
+        t.max_segment = t.max_segment.max(c.last_segment);
         if fresh || cycle % 8 == 7 {
             probe(&root, &mut exp, cycle, &mut rng, &format!("{ctx}, probe"));
             t.probes += 1;
@@ -736,16 +806,18 @@ fn kill_loop(test: &str, fresh: bool, default_kills: u64) {
     scratch.ok.store(true, Ordering::Relaxed);
     println!(
         "{test}: {:.1?}: {} kills ({} after open returned), {} acknowledged entries, \
-         {} truncations, {} torn tails refused by strict replay, {} parent resumes, \
-         up to {} entries in the log",
+         {} truncations, {} batches, {} torn tails refused by strict replay, {} parent resumes, \
+         up to {} entries in the log, segment ids up to {}",
         started.elapsed(),
         t.kills,
         t.opened,
         t.acked,
         t.truncations,
+        t.batches,
         t.torn_tails,
         t.probes,
-        t.max_entries
+        t.max_entries,
+        t.max_segment
     );
     println!("kills: {}, acknowledged entries lost: 0", t.kills);
 }
