@@ -14,8 +14,12 @@
 //!
 //! - three appender threads calling `append_durable` (group commit); thread
 //!   0 alternates with `append_batch` of 2–6 entries followed by `sync`;
-//! - one maintenance thread calling `truncate_prefix` a little below the
-//!   durable id, so sealed segments go to the pool and are reused.
+//! - one maintenance thread that, every 1–7 ms, either publishes a
+//!   checkpoint (`publish_checkpoint`, whose value is its own entry id) a
+//!   little below the durable id, which truncates the log behind the oldest
+//!   kept checkpoint, or calls `truncate_prefix` up to at most the last
+//!   checkpoint it published; sealed segments go to the pool and are reused
+//!   (or deleted when it is full).
 //!
 //! Every payload starts with a header (magic, cycle, thread, seq, length);
 //! the rest of its bytes follow from that header, so any entry found in the
@@ -28,11 +32,13 @@
 //!   `first..first + n` for seqs `seq..seq + n` (not acknowledged: the
 //!   batch must replay all or none, and as these entries);
 //! - `@@A <id> <thread> <seq> <len>`: entry `id` is acknowledged durable;
-//! - `@@t <upto>`: `truncate_prefix(upto)` is about to be called: from now
-//!   on entries `<= upto` may be gone (a call in flight when the kill lands
-//!   may have retired some segments already), entries `> upto` must
-//!   survive;
-//! - `@@T <upto>`: that call returned (counted only);
+//! - `@@t <upto>`: `truncate_prefix(upto)` or `publish_checkpoint` at
+//!   `upto` is about to be called: from now on entries `<= upto` may be
+//!   gone (a call in flight when the kill lands may have retired some
+//!   segments already), entries `> upto` must survive;
+//! - `@@T <upto>`: that truncation returned (counted only);
+//! - `@@P <upto>`: that publish returned: recovery must start from a
+//!   checkpoint at `upto` or later;
 //! - `@@E <message>`: an error (the child then exits with code 3).
 //!
 //! The parent loops `ZERODUR_KILLS` times (default: 2,500 kills with one
@@ -57,12 +63,18 @@
 //! 3. every few cycles (every cycle for the fresh-directory variant), the
 //!    parent resumes the log with `Wal::open`, appends one entry durably
 //!    (which is then expected too), closes or drops the WAL, and replays in
-//!    strict mode, which must then succeed.
+//!    strict mode, which must then succeed;
+//! 4. `recover_with_wal` (strict, or best-effort after a torn tail) must
+//!    succeed from a checkpoint at or above the last one published, whose
+//!    value is its own entry id, replay consecutive ids from the entry after
+//!    it, and reach the last acknowledged entry.
 //!
 //! Two variants: one directory reused across every cycle (the log grows,
 //! rotates, recycles and is truncated across kills), and a fresh directory
 //! per cycle (kills land during creation and first appends).
-//! Each ends by printing `kills: N, acknowledged entries lost: 0`.
+//! Each ends by printing `kills: N, acknowledged entries lost: 0` (seen with
+//! `--nocapture`); any loss, damage, gap, failed open or failed replay
+//! fails the test naming the cycle, the seed, the delay and the entry.
 //!
 //! A killed process loses nothing from the page cache: this checks what a
 //! kill can break (acknowledging too early, resume, rotation, recycling,
@@ -79,6 +91,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use zerodur::publish::{publish_checkpoint, PublishOptions};
+use zerodur::recover::{recover_with_wal, RecoveryOptions};
 use zerodur::wal::{EntryId, ReadMode, ReplaySummary, Wal, WalOptions, WalReader};
 use zerodur::{CorruptKind, Directory, Error, FsDirectory};
 
@@ -248,7 +262,8 @@ fn child_side() {
     });
     let rep = Arc::new(Reporter(Mutex::new(std::io::stdout())));
     let fs = FsDirectory::arc(&dir).unwrap_or_else(|e| rep.fail("FsDirectory", &e));
-    let wal = Arc::new(Wal::open(fs, opts()).unwrap_or_else(|e| rep.fail("Wal::open", &e)));
+    let wal =
+        Arc::new(Wal::open(Arc::clone(&fs), opts()).unwrap_or_else(|e| rep.fail("Wal::open", &e)));
     rep.line(&format!("@@O {}", wal.next_entry_id()));
 
     let mut threads = Vec::new();
@@ -298,8 +313,12 @@ fn child_side() {
             }
         }));
     }
-    // Maintenance: truncate a little below the durable point now and then.
+    // Maintenance: now and then, publish a checkpoint a little below the
+    // durable point (which truncates the log behind the oldest kept one),
+    // or truncate the log up to, at most, the last checkpoint published
+    // here (a log truncated past every checkpoint could not be recovered).
     let mut rng = Rng::new(u64::from(cycle) << 8 | 0xFF);
+    let mut checkpoint: Option<u64> = None;
     loop {
         std::thread::sleep(Duration::from_micros(1_000 + rng.below(6_000)));
         let Some(durable) = wal.durable_entry_id() else {
@@ -312,12 +331,35 @@ fn child_side() {
         if upto == 0 {
             continue;
         }
-        // Announced before the call: a call in flight when the kill lands
-        // may already have retired segments (one durable step each).
-        rep.line(&format!("@@t {upto}"));
-        wal.truncate_prefix(EntryId::new(upto))
-            .unwrap_or_else(|e| rep.fail("truncate_prefix", &e));
-        rep.line(&format!("@@T {upto}"));
+        match checkpoint {
+            Some(c) if rng.below(3) != 0 => {
+                let upto = upto.min(c);
+                // Announced before the call: a call in flight when the kill
+                // lands may already have retired segments (one durable step
+                // each).
+                rep.line(&format!("@@t {upto}"));
+                wal.truncate_prefix(EntryId::new(upto))
+                    .unwrap_or_else(|e| rep.fail("truncate_prefix", &e));
+                rep.line(&format!("@@T {upto}"));
+            }
+            _ => {
+                // Checkpoint names sort by entry: keep them increasing.
+                let upto = upto.max(checkpoint.unwrap_or(0));
+                rep.line(&format!("@@t {upto}"));
+                // The checkpoint's value is its own entry id: the parent
+                // checks that recovery loads it back.
+                publish_checkpoint(
+                    &*fs,
+                    &wal,
+                    &PublishOptions::new(),
+                    EntryId::new(upto),
+                    &upto,
+                )
+                .unwrap_or_else(|e| rep.fail("publish_checkpoint", &e));
+                checkpoint = Some(upto);
+                rep.line(&format!("@@P {upto}"));
+            }
+        }
     }
 }
 
@@ -334,6 +376,8 @@ struct Reports {
     truncated: Option<u64>,
     /// Truncations that returned.
     truncations: u64,
+    /// The highest checkpoint whose publish returned.
+    published: Option<u64>,
     errors: Vec<String>,
 }
 
@@ -388,6 +432,10 @@ fn parse_reports(out: &[u8], cycle: u32) -> Reports {
             "T" => {
                 num();
                 r.truncations += 1;
+            }
+            "P" => {
+                let upto = num();
+                r.published = Some(r.published.map_or(upto, |p| p.max(upto)));
             }
             "E" => r.errors.push(line[at..].to_owned()),
             _ => panic!("cycle {cycle}: bad report line {line:?}"),
@@ -464,6 +512,8 @@ struct Expected {
     floor: u64,
     /// The highest id ever acknowledged.
     max_acked: u64,
+    /// The highest checkpoint entry whose publish returned (0: none).
+    published: u64,
 }
 
 impl Expected {
@@ -473,6 +523,7 @@ impl Expected {
             acked: BTreeMap::new(),
             floor: 1,
             max_acked: 0,
+            published: 0,
         }
     }
 
@@ -652,6 +703,77 @@ fn check_after_kill(root: &Path, exp: &Expected, ctx: &str) -> (bool, Checked) {
     }
 }
 
+/// What recovery replays into: the checkpoint's value, and the ids seen.
+struct Replayed {
+    checkpoint_value: Option<u64>,
+    last: Option<u64>,
+    problems: Vec<String>,
+}
+
+/// Recovers with `recover_with_wal` (the payloads replayed as `()`, which
+/// any bytes are): it must succeed, start from a checkpoint at or above
+/// every publish that returned, whose value is its own entry id, replay
+/// consecutive ids from the entry after it, and reach the last acknowledged
+/// entry. Returns the checkpoint's entry.
+fn check_recovery(root: &Path, mode: ReadMode, exp: &Expected, ctx: &str) -> Option<u64> {
+    let dir = FsDirectory::arc(root).unwrap();
+    let opts = match mode {
+        ReadMode::Strict => RecoveryOptions::strict(),
+        ReadMode::BestEffort => RecoveryOptions::best_effort(),
+    };
+    let r = recover_with_wal::<u64, (), _, _, _>(
+        &dir,
+        &opts,
+        |c| Replayed {
+            checkpoint_value: c.map(|v| v.to_native()),
+            last: None,
+            problems: Vec::new(),
+        },
+        |st, id, ()| {
+            if let Some(prev) = st.last {
+                if id.get() != prev + 1 {
+                    st.problems.push(format!("id gap: {prev} then {id}"));
+                }
+            }
+            st.last = Some(id.get());
+        },
+    )
+    .unwrap_or_else(|e| panic!("{ctx}: recover_with_wal ({mode:?}) failed: {e}"));
+    let ckpt = r.checkpoint_entry.map(EntryId::get);
+    let mut problems = r.state.problems;
+    if ckpt.unwrap_or(0) < exp.published {
+        problems.push(format!(
+            "recovery starts from checkpoint {ckpt:?} ({:?}), but checkpoint {} was published",
+            r.checkpoint, exp.published
+        ));
+    }
+    if r.state.checkpoint_value != ckpt {
+        problems.push(format!(
+            "checkpoint {:?} holds {:?}, expected {ckpt:?}",
+            r.checkpoint, r.state.checkpoint_value
+        ));
+    }
+    // Without a checkpoint nothing was truncated: the log starts at 1.
+    let from = ckpt.map_or(1, |c| c + 1);
+    if r.replayed > 0 && r.state.last.map(|l| l + 1 - r.replayed) != Some(from) {
+        problems.push(format!(
+            "replay after checkpoint {ckpt:?} does not start at the entry after it \
+             ({} entries up to {:?})",
+            r.replayed, r.state.last
+        ));
+    }
+    if exp.max_acked > 0 && r.last_entry.map_or(0, EntryId::get) < exp.max_acked {
+        problems.push(format!(
+            "recovery ends at {:?}; {} was acknowledged",
+            r.last_entry, exp.max_acked
+        ));
+    }
+    if !problems.is_empty() {
+        panic!("{ctx}: recovery ({mode:?}):\n  {}", problems.join("\n  "));
+    }
+    ckpt
+}
+
 /// Resumes the log in the parent, appends one entry durably (expected from
 /// now on), closes or drops the WAL, and checks the log strictly.
 fn probe(root: &Path, exp: &mut Expected, cycle: u32, rng: &mut Rng, ctx: &str) {
@@ -686,6 +808,7 @@ fn probe(root: &Path, exp: &mut Expected, cycle: u32, rng: &mut Rng, ctx: &str) 
         Ok(Err(problems)) => panic!("{ctx}: strict replay after resume:\n  {problems}"),
         Err(e) => panic!("{ctx}: strict replay after resume failed: {e}"),
     }
+    check_recovery(root, ReadMode::Strict, exp, ctx);
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -736,6 +859,8 @@ struct Tally {
     opened: u64,
     acked: u64,
     truncations: u64,
+    publishes: u64,
+    recovered_from_checkpoint: u64,
     batches: u64,
     torn_tails: u64,
     probes: u64,
@@ -791,7 +916,19 @@ fn kill_loop(test: &str, fresh: bool, default_kills: u64) {
         if let Some(upto) = r.truncated {
             exp.truncated(upto);
         }
+        if let Some(p) = r.published {
+            t.publishes += 1;
+            exp.published = exp.published.max(p);
+        }
         let (torn, c) = check_after_kill(&root, &exp, &ctx);
+        let mode = if torn {
+            ReadMode::BestEffort
+        } else {
+            ReadMode::Strict
+        };
+        if check_recovery(&root, mode, &exp, &ctx).is_some() {
+            t.recovered_from_checkpoint += 1;
+        }
         t.torn_tails += u64::from(torn);
         t.max_entries = t.max_entries.max(c.entries);
         t.max_segment = t.max_segment.max(c.last_segment);
@@ -806,13 +943,16 @@ fn kill_loop(test: &str, fresh: bool, default_kills: u64) {
     scratch.ok.store(true, Ordering::Relaxed);
     println!(
         "{test}: {:.1?}: {} kills ({} after open returned), {} acknowledged entries, \
-         {} truncations, {} batches, {} torn tails refused by strict replay, {} parent resumes, \
+         {} truncations, {} lives that published checkpoints, {} recoveries from a \
+         checkpoint, {} batches, {} torn tails refused by strict replay, {} parent resumes, \
          up to {} entries in the log, segment ids up to {}",
         started.elapsed(),
         t.kills,
         t.opened,
         t.acked,
         t.truncations,
+        t.publishes,
+        t.recovered_from_checkpoint,
         t.batches,
         t.torn_tails,
         t.probes,
