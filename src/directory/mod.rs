@@ -174,6 +174,13 @@ pub trait Directory: Send + Sync + fmt::Debug {
     /// released when the returned guard drops or the process dies; a leftover
     /// lock file never blocks a later open.
     ///
+    /// On [`FsDirectory`] the lock belongs to an open file description
+    /// (`flock`), which a child process shares from `fork` until it `exec`s
+    /// (the descriptor is close-on-exec). A process that spawns children
+    /// while it holds a lock may, for that short window, see a reopen of the
+    /// same lock fail with `Locked` after dropping the guard: retry, or do
+    /// not spawn while closing and reopening.
+    ///
     /// Durable on return: not applicable (locks do not survive a crash).
     fn lock(&self, path: &str) -> Result<DirLock>;
 
