@@ -97,9 +97,20 @@ impl Drop for Reaper {
     }
 }
 
+/// The tests of this file one at a time. A lock belongs to an open file
+/// description, which a child shares from `fork` until it `exec`s: a child
+/// spawned by one test while another holds a lock would hold that lock for
+/// a moment too, and the other test's "released on drop" check would see it
+/// still taken (see `Directory::lock`).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn another_process_gets_locked_while_held_and_acquires_after_release() {
     child_side();
+    let _serial = serial();
     let name = "another_process_gets_locked_while_held_and_acquires_after_release";
     let tmp = tempfile::tempdir().unwrap();
     let dir = FsDirectory::new(tmp.path()).unwrap();
@@ -126,6 +137,7 @@ fn another_process_gets_locked_while_held_and_acquires_after_release() {
 #[test]
 fn lock_of_a_killed_holder_can_be_taken_again() {
     child_side();
+    let _serial = serial();
     let name = "lock_of_a_killed_holder_can_be_taken_again";
     let tmp = tempfile::tempdir().unwrap();
     let dir = FsDirectory::new(tmp.path()).unwrap();
@@ -229,6 +241,7 @@ fn atomic_writer(dir: &Path, who: &str) -> i32 {
 #[test]
 fn atomic_writes_of_one_name_from_several_processes_publish_whole_values() {
     child_side();
+    let _serial = serial();
     let name = "atomic_writes_of_one_name_from_several_processes_publish_whole_values";
     let tmp = tempfile::tempdir().unwrap();
     let dir = FsDirectory::new(tmp.path()).unwrap();
