@@ -323,7 +323,8 @@ pub enum CorruptKind {
         /// Id of the later segment holding the proof.
         segment: u64,
         /// Offset, in that segment, of the frame whose durable watermark
-        /// covers this position.
+        /// covers this position; 0 when the proof is that segment's header,
+        /// which says its predecessor was durable.
         evidence: u64,
     },
     /// The file's length disagrees with the length its header (or the

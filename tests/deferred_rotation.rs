@@ -744,3 +744,88 @@ fn fs_reopen_after_dropping_the_writer_replays_everything_and_then_reads_only_th
     w.close().unwrap();
     assert_entries(&replay_ok(&dir, ReadMode::Strict, "closed"), &all, "closed");
 }
+
+/// Found by the `media_fault_image` fuzz target
+/// (`fuzz/regressions/media_fault_image/close-without-marker-lost-flag`):
+/// four entries, each rotation deferred, then `close` with no room left in
+/// the final segment for its marker. One misdirected write — the close
+/// barrier's rewrite of segment 2's header (clearing "predecessor not yet
+/// durable") lands inside entry 1 in segment 1 — left the flag set and entry
+/// 1 torn: with no frame proving the barrier, best-effort replay returned no
+/// entry and no error. `close` now seals the final segment with a durable
+/// lag of zero when the marker does not fit, and that seal is the proof:
+/// the damage is `Corrupt`, never a shorter log.
+#[test]
+fn close_without_room_for_its_marker_still_proves_its_barrier() {
+    let o = opts(SEG_16K, 0);
+    let mem = MemoryDirectory::new();
+    let dir: Arc<dyn Directory> = Arc::new(mem.clone());
+    let w = Wal::open(Arc::clone(&dir), o.clone()).unwrap();
+    let max = max_payload(SEG_16K);
+    for len in [max, 559, max, max] {
+        w.append(&payload(0, w.next_entry_id().get(), len)).unwrap();
+    }
+    assert_eq!(w.active_segment().get(), 4);
+    w.close().unwrap();
+    assert_eq!(replay_ok(&dir, ReadMode::Strict, "after close").len(), 4);
+
+    mem.apply_media_fault(&MediaFault::Misdirected {
+        path: seg_path(2),
+        offset: 0,
+        len: 512,
+        to_path: seg_path(1),
+        to_offset: 14848,
+    })
+    .unwrap();
+    assert!(flag(&dir.read(&seg_path(2)).unwrap()), "the flag reverted");
+    for mode in [ReadMode::Strict, ReadMode::BestEffort] {
+        let kind = corrupt_in(replay(&dir, mode), &seg_path(1), "replay");
+        assert!(
+            matches!(kind, CorruptKind::DurableInLaterSegment { .. }),
+            "{mode:?}: {kind:?}"
+        );
+    }
+}
+
+/// The same misdirected write after a `sync` and a power loss, with no
+/// `close`: no frame was written after the barrier, so the proof that
+/// segment 1 became durable is the cleared flag in the headers of segments
+/// 3 and 4, which the fault did not touch. Best-effort replay used to
+/// return no entry and no error.
+#[test]
+fn a_reverted_flag_is_outvoted_by_later_headers() {
+    let o = opts(SEG_16K, 0);
+    let mem = MemoryDirectory::new();
+    let dir: Arc<dyn Directory> = Arc::new(mem.clone());
+    let w = Wal::open(Arc::clone(&dir), o.clone()).unwrap();
+    let max = max_payload(SEG_16K);
+    for len in [max, 559, max, 100] {
+        w.append(&payload(0, w.next_entry_id().get(), len)).unwrap();
+    }
+    w.sync().unwrap();
+    drop(w);
+    let img = mem.crash_image(&CrashPolicy::keep_all());
+    let dir: Arc<dyn Directory> = Arc::new(img.clone());
+    assert_eq!(durable_flags(&img), [false; 4]);
+    assert_eq!(replay_ok(&dir, ReadMode::Strict, "after sync").len(), 4);
+    img.apply_media_fault(&MediaFault::Misdirected {
+        path: seg_path(2),
+        offset: 0,
+        len: 512,
+        to_path: seg_path(1),
+        to_offset: 14848,
+    })
+    .unwrap();
+    assert!(flag(&dir.read(&seg_path(2)).unwrap()), "the flag reverted");
+    for mode in [ReadMode::Strict, ReadMode::BestEffort] {
+        let kind = corrupt_in(replay(&dir, mode), &seg_path(1), "replay");
+        assert_eq!(
+            kind,
+            CorruptKind::DurableInLaterSegment {
+                segment: 3,
+                evidence: 0
+            },
+            "{mode:?}"
+        );
+    }
+}

@@ -596,14 +596,31 @@ pub(crate) fn evidence_in_segment(buf: &[u8], x: u64) -> Option<usize> {
 /// the first segment and offset proving entry `x` durable. Files that cannot
 /// be read are errors; headers are not judged here (the walk judges them
 /// when it gets there).
+///
+/// A header is proof too: `ids` follow a segment that ended early, and the
+/// first of them is its successor, whose flag said it was not yet durable.
+/// Any later one whose own header (checking out, naming its id) has the
+/// flag clear was written once its predecessor was durable, and barriers
+/// make waiting segments durable oldest first, so everything before it was
+/// durable: `x` included (offset 0, the header). Without this, one lost or
+/// misdirected write of the successor's rewritten header (its flag back to
+/// set) landing in the segment that ended early would make damage read as
+/// a deferred rotation that never became durable.
 pub(crate) fn evidence_in_segments(
     dir: &dyn Directory,
     wal_dir: &str,
     ids: &[SegmentId],
     x: u64,
 ) -> Result<Option<(SegmentId, u64)>> {
-    for &id in ids {
+    for (i, &id) in ids.iter().enumerate() {
         let map = dir.map_read(&segment_path(wal_dir, id))?;
+        if i > 0 {
+            if let Ok(h) = SegmentHeader::decode(&map) {
+                if h.segment == id && !h.predecessor_unsynced {
+                    return Ok(Some((id, 0)));
+                }
+            }
+        }
         if let Some(off) = evidence_in_segment(&map, x) {
             return Ok(Some((id, off as u64)));
         }

@@ -21,7 +21,7 @@ use super::options::{segment_capacity, SyncPolicy, WalOptions};
 use super::prefault::{self, Prefaulter};
 use super::rules::{self, pool_path, segment_path, Listing};
 use super::segment_files::{
-    now_ms, successor, write_close_marker, write_seal, write_session_marker, Opener, Resumed,
+    now_ms, seal, successor, write_close_marker, write_seal, write_session_marker, Opener, Resumed,
     EPOCH_AT, EPOCH_RANGE, SEGMENT_ID_AT, SEGMENT_ID_RANGE,
 };
 use super::{EntryId, SegmentId};
@@ -321,8 +321,16 @@ impl Wal {
             return Ok(());
         }
         if a.write_off + 2 * FRAME_HEADER_LEN + SEAL_RESERVE > a.region.len() as usize {
-            // No room: the next open seals here and rotates, as it would.
-            return Ok(());
+            // IMPORTANT: no room for the marker, but a frame written after
+            // the barrier must still prove it: the cleared flags of a
+            // deferred rotation's successors are otherwise the only record
+            // that their predecessors became durable, and one lost or
+            // misdirected write of such a header could make a damaged
+            // predecessor read as a torn tail (FORMAT.md, "Known limits").
+            // A seal whose durable lag is zero proves every entry durable;
+            // the next open finds a sealed final segment and starts the next
+            // one, as after a crash in rotation.
+            return seal(a, next, next - 1).map_err(|e| self.fail(e));
         }
         let path = segment_path(&self.opts.dir, a.id);
         let epoch = successor(a.epoch, &path, EPOCH_AT, EPOCH_RANGE)?;
