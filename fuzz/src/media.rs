@@ -425,6 +425,23 @@ pub fn check_state(
     let dir: Arc<dyn Directory> = Arc::new(m.clone());
     let strict = replay_entries(&dir, ReadMode::Strict);
     let best = replay_entries(&dir, ReadMode::BestEffort);
+    if std::env::var_os("ZD_DEBUG").is_some() {
+        let d = |r: &zerodur::Result<Vec<Entry>>| match r {
+            Ok(v) => describe(v),
+            Err(e) => e.to_string(),
+        };
+        eprintln!("strict: {}\nbest: {}", d(&strict), d(&best));
+        for (p, b) in &faulted {
+            eprintln!(
+                "{p}: {} bytes, chain {:?}",
+                b.len(),
+                chain(b)
+                    .iter()
+                    .map(|f| (f.off, f.kind, f.id, f.epoch, u32_at(b, f.off + 12)))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
     check_replay(&strict, img, pr, &t).map_err(|e| format!("strict replay: {e}"))?;
     check_replay(&best, img, pr, &t).map_err(|e| format!("best-effort replay: {e}"))?;
     if let (Ok(s), Ok(b)) = (&strict, &best) {
