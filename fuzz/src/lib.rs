@@ -6,9 +6,10 @@
 //! Targets live in `fuzz_targets/`, one `[[bin]]` each in `Cargo.toml`; run
 //! one from the crate root with
 //! `RUSTC_BOOTSTRAP=1 cargo fuzz run <target> -- -max_total_time=90`.
-//! WAL targets: `frame_decode`, `recovery_image`, `ops_crash`. Checkpoint
-//! targets go beside them, sharing [`peak_heap_during`] and the
-//! [`MemoryDirectory`] helpers.
+//! WAL targets: `frame_decode`, `recovery_image`, `ops_crash`,
+//! `media_fault_image` (its oracle in [`media`]); checkpoints:
+//! `checkpoint_envelope`; the record log: `record_log`. They share
+//! [`peak_heap_during`] and the [`MemoryDirectory`] helpers.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use zerodur::wal::{ReadMode, ReplaySummary, WalReader};
 use zerodur::{Directory, MemoryDirectory};
 
+pub mod media;
 pub mod model;
 
 // ---------------------------------------------------------------------------
