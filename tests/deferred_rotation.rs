@@ -829,3 +829,45 @@ fn a_reverted_flag_is_outvoted_by_later_headers() {
         );
     }
 }
+
+/// The close case with nothing but the close to prove the barrier: two
+/// segments, the second full, so `close` has no room for its marker and no
+/// later header exists. The seal `close` writes instead is the only proof
+/// that segment 1 became durable once segment 2's flag reverts.
+#[test]
+fn close_seals_a_full_final_segment_and_that_seal_is_the_proof() {
+    let o = opts(SEG_16K, 0);
+    let mem = MemoryDirectory::new();
+    let dir: Arc<dyn Directory> = Arc::new(mem.clone());
+    let w = Wal::open(Arc::clone(&dir), o.clone()).unwrap();
+    let max = max_payload(SEG_16K);
+    for len in [max, max] {
+        w.append(&payload(0, w.next_entry_id().get(), len)).unwrap();
+    }
+    assert_eq!(w.active_segment().get(), 2);
+    w.close().unwrap();
+    let last = *frames_of_segment(&dir, 2).last().unwrap();
+    assert_eq!(last.kind, KIND_SEAL, "close sealed the full final segment");
+    assert_eq!(replay_ok(&dir, ReadMode::Strict, "after close").len(), 2);
+
+    mem.apply_media_fault(&MediaFault::Misdirected {
+        path: seg_path(2),
+        offset: 0,
+        len: 512,
+        to_path: seg_path(1),
+        to_offset: 14848,
+    })
+    .unwrap();
+    assert!(flag(&dir.read(&seg_path(2)).unwrap()), "the flag reverted");
+    for mode in [ReadMode::Strict, ReadMode::BestEffort] {
+        let kind = corrupt_in(replay(&dir, mode), &seg_path(1), "replay");
+        assert!(
+            matches!(kind, CorruptKind::DurableInLaterSegment { segment: 2, .. }),
+            "{mode:?}: {kind:?}"
+        );
+    }
+}
+
+fn frames_of_segment(dir: &Arc<dyn Directory>, id: u64) -> Vec<Frame> {
+    chain(&dir.read(&seg_path(id)).unwrap())
+}
