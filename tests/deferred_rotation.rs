@@ -769,15 +769,7 @@ fn close_without_room_for_its_marker_still_proves_its_barrier() {
     w.close().unwrap();
     assert_eq!(replay_ok(&dir, ReadMode::Strict, "after close").len(), 4);
 
-    mem.apply_media_fault(&MediaFault::Misdirected {
-        path: seg_path(2),
-        offset: 0,
-        len: 512,
-        to_path: seg_path(1),
-        to_offset: 14848,
-    })
-    .unwrap();
-    assert!(flag(&dir.read(&seg_path(2)).unwrap()), "the flag reverted");
+    misdirect_header_2_into_segment_1(&mem, &dir);
     for mode in [ReadMode::Strict, ReadMode::BestEffort] {
         let kind = corrupt_in(replay(&dir, mode), &seg_path(1), "replay");
         assert!(
@@ -808,15 +800,7 @@ fn a_reverted_flag_is_outvoted_by_later_headers() {
     let dir: Arc<dyn Directory> = Arc::new(img.clone());
     assert_eq!(durable_flags(&img), [false; 4]);
     assert_eq!(replay_ok(&dir, ReadMode::Strict, "after sync").len(), 4);
-    img.apply_media_fault(&MediaFault::Misdirected {
-        path: seg_path(2),
-        offset: 0,
-        len: 512,
-        to_path: seg_path(1),
-        to_offset: 14848,
-    })
-    .unwrap();
-    assert!(flag(&dir.read(&seg_path(2)).unwrap()), "the flag reverted");
+    misdirect_header_2_into_segment_1(&img, &dir);
     for mode in [ReadMode::Strict, ReadMode::BestEffort] {
         let kind = corrupt_in(replay(&dir, mode), &seg_path(1), "replay");
         assert_eq!(
@@ -850,15 +834,7 @@ fn close_seals_a_full_final_segment_and_that_seal_is_the_proof() {
     assert_eq!(last.kind, KIND_SEAL, "close sealed the full final segment");
     assert_eq!(replay_ok(&dir, ReadMode::Strict, "after close").len(), 2);
 
-    mem.apply_media_fault(&MediaFault::Misdirected {
-        path: seg_path(2),
-        offset: 0,
-        len: 512,
-        to_path: seg_path(1),
-        to_offset: 14848,
-    })
-    .unwrap();
-    assert!(flag(&dir.read(&seg_path(2)).unwrap()), "the flag reverted");
+    misdirect_header_2_into_segment_1(&mem, &dir);
     for mode in [ReadMode::Strict, ReadMode::BestEffort] {
         let kind = corrupt_in(replay(&dir, mode), &seg_path(1), "replay");
         assert!(
@@ -870,4 +846,19 @@ fn close_seals_a_full_final_segment_and_that_seal_is_the_proof() {
 
 fn frames_of_segment(dir: &Arc<dyn Directory>, id: u64) -> Vec<Frame> {
     chain(&dir.read(&seg_path(id)).unwrap())
+}
+
+/// The fault the fuzz target found: the sector holding segment 2's header
+/// (rewritten by a barrier to clear its flag) lands inside segment 1's first
+/// entry, and segment 2's header reverts to its flagged content.
+fn misdirect_header_2_into_segment_1(mem: &MemoryDirectory, dir: &Arc<dyn Directory>) {
+    mem.apply_media_fault(&MediaFault::Misdirected {
+        path: seg_path(2),
+        offset: 0,
+        len: 512,
+        to_path: seg_path(1),
+        to_offset: 14848,
+    })
+    .unwrap();
+    assert!(flag(&dir.read(&seg_path(2)).unwrap()), "the flag reverted");
 }
