@@ -757,14 +757,8 @@ fn fs_reopen_after_dropping_the_writer_replays_everything_and_then_reads_only_th
 /// the damage is `Corrupt`, never a shorter log.
 #[test]
 fn close_without_room_for_its_marker_still_proves_its_barrier() {
-    let o = opts(SEG_16K, 0);
-    let mem = MemoryDirectory::new();
-    let dir: Arc<dyn Directory> = Arc::new(mem.clone());
-    let w = Wal::open(Arc::clone(&dir), o.clone()).unwrap();
     let max = max_payload(SEG_16K);
-    for len in [max, 559, max, max] {
-        w.append(&payload(0, w.next_entry_id().get(), len)).unwrap();
-    }
+    let (mem, dir, w) = deferred_16k(&[max, 559, max, max]);
     assert_eq!(w.active_segment().get(), 4);
     w.close().unwrap();
     assert_eq!(replay_ok(&dir, ReadMode::Strict, "after close").len(), 4);
@@ -786,14 +780,8 @@ fn close_without_room_for_its_marker_still_proves_its_barrier() {
 /// return no entry and no error.
 #[test]
 fn a_reverted_flag_is_outvoted_by_later_headers() {
-    let o = opts(SEG_16K, 0);
-    let mem = MemoryDirectory::new();
-    let dir: Arc<dyn Directory> = Arc::new(mem.clone());
-    let w = Wal::open(Arc::clone(&dir), o.clone()).unwrap();
     let max = max_payload(SEG_16K);
-    for len in [max, 559, max, 100] {
-        w.append(&payload(0, w.next_entry_id().get(), len)).unwrap();
-    }
+    let (mem, _, w) = deferred_16k(&[max, 559, max, 100]);
     w.sync().unwrap();
     drop(w);
     let img = mem.crash_image(&CrashPolicy::keep_all());
@@ -820,14 +808,8 @@ fn a_reverted_flag_is_outvoted_by_later_headers() {
 /// that segment 1 became durable once segment 2's flag reverts.
 #[test]
 fn close_seals_a_full_final_segment_and_that_seal_is_the_proof() {
-    let o = opts(SEG_16K, 0);
-    let mem = MemoryDirectory::new();
-    let dir: Arc<dyn Directory> = Arc::new(mem.clone());
-    let w = Wal::open(Arc::clone(&dir), o.clone()).unwrap();
     let max = max_payload(SEG_16K);
-    for len in [max, max] {
-        w.append(&payload(0, w.next_entry_id().get(), len)).unwrap();
-    }
+    let (mem, dir, w) = deferred_16k(&[max, max]);
     assert_eq!(w.active_segment().get(), 2);
     w.close().unwrap();
     let last = *frames_of_segment(&dir, 2).last().unwrap();
@@ -861,4 +843,16 @@ fn misdirect_header_2_into_segment_1(mem: &MemoryDirectory, dir: &Arc<dyn Direct
     })
     .unwrap();
     assert!(flag(&dir.read(&seg_path(2)).unwrap()), "the flag reverted");
+}
+
+/// A WAL of 16 KiB segments in memory, no pool, with entries of `lens`
+/// bytes appended (each rotation deferred: nothing is synced).
+fn deferred_16k(lens: &[usize]) -> (MemoryDirectory, Arc<dyn Directory>, Wal) {
+    let mem = MemoryDirectory::new();
+    let dir: Arc<dyn Directory> = Arc::new(mem.clone());
+    let w = Wal::open(Arc::clone(&dir), opts(SEG_16K, 0)).unwrap();
+    for &len in lens {
+        w.append(&payload(0, w.next_entry_id().get(), len)).unwrap();
+    }
+    (mem, dir, w)
 }

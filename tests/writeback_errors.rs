@@ -385,12 +385,8 @@ fn check_replay(
 fn real_writeback_errors_poison_the_wal_and_lose_nothing_acknowledged() {
     let _serial = serial();
     let started = Instant::now();
-    let rig = match Rig::set_up() {
-        Ok(rig) => rig,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
+    let Some(rig) = rig_or_skip() else {
+        return;
     };
     let dir = FsDirectory::arc(rig.root()).unwrap();
 
@@ -630,12 +626,8 @@ fn real_writeback_errors_poison_the_wal_and_lose_nothing_acknowledged() {
 #[ignore = "fails on ext4 (Linux 6.18): acknowledged entries unreadable after a failed write-back and a remount; see the doc comment"]
 fn acknowledged_entries_survive_a_remount_after_a_failed_barrier() {
     let _serial = serial();
-    let mut rig = match Rig::set_up() {
-        Ok(rig) => rig,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
+    let Some(mut rig) = rig_or_skip() else {
+        return;
     };
     let dir = FsDirectory::arc(rig.root()).unwrap();
     let wal = Wal::open(Arc::clone(&dir), opts()).unwrap();
@@ -670,6 +662,18 @@ fn acknowledged_entries_survive_a_remount_after_a_failed_barrier() {
     println!(
         "after remount: all {acked} acknowledged entries replayed (barrier {failed_id} had failed)"
     );
+}
+
+/// The stack of [`Rig::set_up`], or `None` after printing why it could not
+/// be built (the test then passes as skipped).
+fn rig_or_skip() -> Option<Rig> {
+    match Rig::set_up() {
+        Ok(rig) => Some(rig),
+        Err(reason) => {
+            println!("skipped: {reason}");
+            None
+        }
+    }
 }
 
 /// The two tests one at a time: each mounts its own stack, and
