@@ -204,13 +204,7 @@ impl Wal {
         let durable = next_id - 1;
         let spin = opts.commit_spin;
         let mut active = active;
-        // The first append asks for pages (and starts the thread); without
-        // a prefaulter it never asks.
-        active.prefault_want = if opts.prefault {
-            active.write_off
-        } else {
-            active.region.len() as usize
-        };
+        aim_prefault(None, opts.prefault, &mut active);
         Ok(Wal {
             dir,
             opts,
@@ -648,11 +642,7 @@ impl Wal {
             to: seal_end,
             region: sealed.region,
         });
-        match self.prefaulter.get() {
-            Some(p) => retarget_prefault(p.as_ref(), &mut st.active),
-            // Not started yet: the next append starts it.
-            None => st.active.prefault_want = st.active.write_off,
-        }
+        aim_prefault(self.prefaulter.get(), self.opts.prefault, &mut st.active);
         Counters::add(&self.counters.rotations, 1);
         if recycled.is_some() {
             Counters::add(&self.counters.recycled_reuses, 1);
@@ -760,6 +750,18 @@ impl Wal {
         if let Some(o) = &self.opts.observer {
             o.on_event(&event());
         }
+    }
+}
+
+/// Sets up the prefault request of a new active segment `a`: through the
+/// prefaulter if it was started (`started`); otherwise, if prefaulting is
+/// `enabled`, so that the next append asks (and starts the thread), and
+/// never if it is not.
+fn aim_prefault(started: Option<&Option<Prefaulter>>, enabled: bool, a: &mut Active) {
+    match started {
+        Some(p) => retarget_prefault(p.as_ref(), a),
+        None if enabled => a.prefault_want = a.write_off,
+        None => a.prefault_want = a.region.len() as usize,
     }
 }
 
